@@ -1,0 +1,62 @@
+"""DLU's kernel space expander: sample a low-resolution kernel space at
+learned, offset positions to get one reassembly kernel per output pixel.
+
+For output pixel (i, j) and group g the sampling point, in low-resolution
+pixels, is
+
+    (y, x) = (i // s + O[n, 2g+1, i, j],  j // s + O[n, 2g, i, j])
+
+where O = pixel_shuffle(offsets, s) has shape (N, 2G, sH, sW) (channel 2g is
+the column offset, 2g+1 the row offset). The kernel of group g at (i, j) is the
+bilinear interpolation of the kernel space of group g at (y, x), clamped to
+[0, H-1] x [0, W-1] (border padding). This is the reference code's
+``grid_sample(align_corners=True, padding_mode='border')`` with three of its
+defects fixed: every group uses its own offsets, H or W = 1 is allowed, and the
+base grid is built on the input's device and dtype.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _normalised_axis(size: int, scale_factor: int, offsets: Tensor) -> Tensor:
+    """Pixel coordinate ``q + offset`` (q = output index // s) mapped to
+    grid_sample's [-1, 1] with align_corners=True: -1 + 2 (q + o) / (size-1).
+    For size 1 every coordinate lands on the single pixel."""
+    base = torch.arange(size * scale_factor, device=offsets.device,
+                        dtype=offsets.dtype).div_(scale_factor,
+                                                  rounding_mode='floor')
+    return (base + offsets) * (2.0 / max(size - 1, 1)) - 1.0
+
+
+def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
+                        scale_factor: int) -> Tensor:
+    """Expand a kernel space into per-output-pixel kernels.
+
+    Args:
+        kernel_space: (N, G*k*k, H, W), normalised over each group's k*k.
+        offsets: (N, G*2*s*s, H, W), guidance offsets in low-res pixels.
+        scale_factor: s.
+
+    Returns:
+        (N, G*k*k, sH, sW) kernels; each is a convex combination of
+        normalised kernels, hence still normalised.
+    """
+    n, gkk, h, w = kernel_space.shape
+    s = scale_factor
+    groups = offsets.shape[1] // (2 * s * s)
+    if offsets.shape != (n, groups * 2 * s * s, h, w) or gkk % groups:
+        raise ValueError(f'offsets must have shape (N, G*2*s*s, H, W) with G '
+                         f'dividing the kernel space channels {gkk}; got '
+                         f'offsets {tuple(offsets.shape)}, kernel space '
+                         f'{tuple(kernel_space.shape)}, s={s}')
+    off = F.pixel_shuffle(offsets, s).reshape(n * groups, 2, h * s, w * s)
+    grid_x = _normalised_axis(w, s, off[:, 0])
+    grid_y = _normalised_axis(h, s, off[:, 1].transpose(1, 2)).transpose(1, 2)
+    grid = torch.stack((grid_x, grid_y), dim=-1)
+    space = kernel_space.reshape(n * groups, gkk // groups, h, w)
+    if grid.dtype != space.dtype:
+        grid = grid.to(space.dtype)
+    kernels = F.grid_sample(space, grid, mode='bilinear',
+                            padding_mode='border', align_corners=True)
+    return kernels.reshape(n, gkk, h * s, w * s)

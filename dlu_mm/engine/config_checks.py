@@ -1,0 +1,86 @@
+"""Checks run on a config before the Runner is built, so that a mistake
+fails in seconds with a message naming the config key, not deep into model
+construction or after the first epoch."""
+import os.path as osp
+from typing import Any
+
+from ..layers.builder import check_upsample_cfg
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names its key."""
+
+
+def _width_of(module_cfg: dict):
+    """The feature width a module's upsamplers work at."""
+    for key in ('out_channels', 'conv_out_channels', 'channels'):
+        if isinstance(module_cfg.get(key), int):
+            return key, module_cfg[key]
+    return None, None
+
+
+def check_upsample_cfgs(node: Any, path: str = 'model') -> None:
+    """Every ``upsample_cfg`` in the model: a registered type, and
+    ``channels`` / ``scale_factor`` (when given) consistent with the module
+    (an FPN neck, recognised by ``num_outs``, upsamples by 2 per level)."""
+    if isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            check_upsample_cfgs(item, f'{path}[{i}]')
+        return
+    if not isinstance(node, dict):
+        return
+    up = node.get('upsample_cfg')
+    if isinstance(up, dict):
+        key = f'{path}.upsample_cfg'
+        try:
+            check_upsample_cfg(up, key)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        width_key, width = _width_of(node)
+        if 'channels' in up and width is not None and up['channels'] != width:
+            raise ConfigError(
+                f"{key}.channels={up['channels']} does not match "
+                f'{path}.{width_key}={width}; remove it (it is filled in)')
+        if 'num_outs' in node and up.get('scale_factor', 2) != 2:
+            raise ConfigError(
+                f"{key}.scale_factor={up['scale_factor']} does not match the "
+                f'FPN level ratio (2); remove it (it is filled in)')
+    for name, value in node.items():
+        if name != 'upsample_cfg':
+            check_upsample_cfgs(value, f'{path}.{name}')
+
+
+def check_dataset_paths(dataset: Any, path: str) -> None:
+    """``data_root``, ``ann_file`` and ``data_prefix`` entries exist
+    (wrapped datasets such as RepeatDataset are followed)."""
+    if not isinstance(dataset, dict):
+        return
+    if 'dataset' in dataset:
+        check_dataset_paths(dataset['dataset'], f'{path}.dataset')
+    for i, item in enumerate(dataset.get('datasets') or []):
+        check_dataset_paths(item, f'{path}.datasets[{i}]')
+    root = dataset.get('data_root') or ''
+    if root and not osp.isdir(root):
+        raise ConfigError(f'{path}.data_root={root!r} does not exist '
+                          f'(override it with --cfg-options {path}.data_root='
+                          f'... or the environment variable the config names)')
+    ann = dataset.get('ann_file')
+    if ann and not osp.isfile(osp.join(root, ann)):
+        raise ConfigError(f'{path}.ann_file={ann!r} does not exist under '
+                          f'data_root {root!r}')
+    for name, prefix in (dataset.get('data_prefix') or {}).items():
+        if prefix and not osp.isdir(osp.join(root, prefix)):
+            raise ConfigError(f'{path}.data_prefix.{name}={prefix!r} does not '
+                              f'exist under data_root {root!r}')
+
+
+def check_config(cfg) -> None:
+    """Checks for a training run: the model's upsamplers and the datasets
+    of the train loop and (if any) the val loop."""
+    check_upsample_cfgs(cfg.get('model'))
+    loaders = ['train_dataloader']
+    if cfg.get('val_cfg') and cfg.get('val_dataloader'):
+        loaders.append('val_dataloader')
+    for name in loaders:
+        if cfg.get(name):
+            check_dataset_paths(cfg[name].get('dataset'), f'{name}.dataset')

@@ -7,7 +7,10 @@ load. This module replaces mmengine's local-file loader:
 
 1. Every file is first loaded with ``weights_only=True`` and an explicit
    allow-list of the plain types mmengine checkpoints contain
-   (:data:`ALLOWED_GLOBALS`). Pure weight files load this way.
+   (:data:`ALLOWED_GLOBALS`: numpy arrays and scalars, ``HistoryBuffer``).
+   Pure weight files load this way. Training checkpoints do not: the
+   message hub's buffers also pickle ``getattr``, which no allow-list may
+   admit (it reaches any attribute of any object).
 2. Only if that fails is the file unpickled in full, and only when it is
    trusted: it lies in a directory the tool trusts (the current run's work
    dir, for ``--resume``), or its SHA-256 equals the digest that
@@ -94,7 +97,10 @@ def load_local_checkpoint(filename: str, map_location=None):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' not in str(err):
+        # A readable file that names a global outside the allow-list (an
+        # mmengine checkpoint's message hub pickles ``getattr``) needs trust;
+        # any other unpickling failure means the bytes are broken.
+        if 'Unsupported global' not in str(err):
             raise CheckpointError(
                 f'checkpoint {filename} is corrupted and cannot be read '
                 f'({err})') from None

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Multi-process training with torchrun, as mmdet's tools/dist_train.sh:
+#   bash tools/dist_train.sh CONFIG NPROC [train.py args]
+# On a machine without CUDA the processes use the gloo backend on the CPU.
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-"$(dirname "$0")/../.venv/bin/python"}
+
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

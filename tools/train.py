@@ -61,8 +61,12 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    # Digests make the run's checkpoints trusted later; RNG states in them
+    # make --resume continue exactly as an uninterrupted run would.
     cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
-        dict(type='CheckpointDigestHook')]
+        dict(type='CheckpointDigestHook'), dict(type='RNGStateHook')]
+    if cfg.get('train_cfg', {}).get('type') == 'IterBasedTrainLoop':
+        cfg.train_cfg.type = 'ExactResumeIterBasedTrainLoop'
     check_config(cfg)
     setup_cpu_distributed(cfg, args.launcher)
     # A run's own checkpoints (its work dir) are trusted for --resume.

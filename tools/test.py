@@ -7,6 +7,7 @@ writes them to WORK_DIR/metrics.json.
 """
 import argparse
 import json
+import numbers
 import os
 import os.path as osp
 
@@ -78,7 +79,7 @@ def main():
         os.makedirs(cfg.work_dir, exist_ok=True)
         with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()
-                       if isinstance(v, (int, float))}, f, indent=1)
+                       if isinstance(v, numbers.Real)}, f, indent=1)
         print('metrics:', json.dumps(metrics, default=str))
 
 

@@ -56,12 +56,16 @@ def _params(cls) -> List[str]:
 
 def registered_upsample_types() -> List[str]:
     """Names of registered layers that take a ``scale_factor`` (plus
-    ``deconv``): the values ``upsample_cfg['type']`` accepts."""
+    ``deconv``): the values ``upsample_cfg['type']`` accepts.
+
+    Heads that happen to take a ``scale_factor`` (mmdet's
+    ``FeatureRelayHead``) are not upsample layers and are left out."""
     names = set()
     for registry in _registries():
         for name, cls in registry.module_dict.items():
             if name in _NO_SCALE_ARG or (inspect.isclass(cls)
                                          and issubclass(cls, nn.Module)
+                                         and not name.endswith('Head')
                                          and 'scale_factor' in _params(cls)):
                 names.add(name)
     return sorted(names)

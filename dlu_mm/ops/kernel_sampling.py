@@ -22,11 +22,19 @@ from torch import Tensor
 def _normalised_axis(size: int, scale_factor: int, offsets: Tensor) -> Tensor:
     """Pixel coordinate ``q + offset`` (q = output index // s) mapped to
     grid_sample's [-1, 1] with align_corners=True: -1 + 2 (q + o) / (size-1).
-    For size 1 every coordinate lands on the single pixel."""
+    For size 1 every coordinate lands on the single pixel.
+
+    While the TorchScript-based ONNX exporter traces, ``size`` is a 0-dim
+    tensor; the clamp is then recorded as a graph op (Python's ``max`` would
+    freeze the branch taken at the export size into the graph)."""
     base = torch.arange(size * scale_factor, device=offsets.device,
                         dtype=offsets.dtype).div_(scale_factor,
                                                   rounding_mode='floor')
-    return (base + offsets) * (2.0 / max(size - 1, 1)) - 1.0
+    if isinstance(size, Tensor):
+        step = 2.0 / (size - 1).clamp(min=1)
+    else:
+        step = 2.0 / max(size - 1, 1)
+    return (base + offsets) * step - 1.0
 
 
 def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,

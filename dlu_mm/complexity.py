@@ -63,3 +63,33 @@ def carafe_macs(spec: UpsamplerSpec) -> int:
     c, cm, ke = spec.channels, spec.compressed_channels, spec.encoder_kernel
     g, k, s = spec.up_group, spec.up_kernel, spec.scale_factor
     return c * cm + ke * ke * cm * g * s * s * k * k + reassembly_macs(spec)
+
+
+def interpolation_macs(spec: UpsamplerSpec, mode: str) -> int:
+    """Fixed interpolation by s, per input pixel, in the convention of
+    fvcore / ``mmengine.analysis`` (which count one op per output value of a
+    nearest resize, a copy with no arithmetic, and 4 MACs per output value of
+    a bilinear one): nearest s^2*C, bilinear 4*s^2*C. No parameters."""
+    per_value = {'nearest': 1, 'bilinear': 4}
+    if mode not in per_value:
+        raise ValueError(f'interpolation mode must be one of '
+                         f'{sorted(per_value)}, got {mode!r}')
+    return per_value[mode] * spec.scale_factor**2 * spec.channels
+
+
+def dysample_params(spec: UpsamplerSpec, groups: int = 4) -> int:
+    """DySample (Liu et al., ICCV 2023; "lp" style, static scope, the
+    paper's default), a point-sampling baseline: one 1x1 offset conv
+    C -> 2*G_d*s^2, so C*2*G_d*s^2 + 2*G_d*s^2 (G_d = ``groups``, default 4;
+    ``spec.up_kernel``, ``up_group``, ``encoder_kernel`` and
+    ``compressed_channels`` do not apply)."""
+    out = 2 * groups * spec.scale_factor**2
+    return _conv_params(spec.channels, out, 1)
+
+
+def dysample_macs(spec: UpsamplerSpec, groups: int = 4) -> int:
+    """DySample ("lp", static scope) MACs per input pixel: the offset conv
+    C*2*G_d*s^2 plus bilinear sampling of the C-channel input at s^2 points,
+    4*s^2*C (the offset scaling/adding, elementwise, is not counted)."""
+    s = spec.scale_factor
+    return spec.channels * 2 * groups * s * s + 4 * s * s * spec.channels

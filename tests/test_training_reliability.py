@@ -1,0 +1,186 @@
+"""Training that can be trusted: bf16 autocast on CPU, bit-identical
+repeat runs, a SIGKILLed run that resumes to the same weights, and bad
+configs that fail before training with the key named."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tool_runner import ROOT, load_tool_module, run_tool
+
+CONFIG = 'configs/demo/faster-rcnn_r18_fpn-dlu_demo-coco.py'
+FAST = ['default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
+        'val_dataloader.batch_size=2', 'randomness.deterministic=True']
+
+
+@pytest.fixture(scope='module')
+def coco_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp('demo_coco')
+    load_tool_module('tools/data/make_demo_coco.py').make_demo_coco(
+        str(root), num_train=8, num_val=2, image_size=(128, 128), seed=1)
+    return {'DLU_MM_DEMO_COCO_ROOT': str(root) + '/'}
+
+
+def _options(iters, ckpt_interval):
+    return FAST + [f'train_cfg.max_iters={iters}',
+                   f'train_cfg.val_interval={iters + 1}',
+                   f'default_hooks.checkpoint.interval={ckpt_interval}',
+                   'default_hooks.checkpoint.max_keep_ckpts=-1']
+
+
+def _train_args(work, iters, ckpt_interval, *extra):
+    return ['tools/train.py', CONFIG, '--work-dir', work, *extra,
+            '--cfg-options', *_options(iters, ckpt_interval)]
+
+
+def _losses(work):
+    """Per-iteration total loss from mmengine's scalars.json."""
+    scalars = next(Path(work).glob('*/vis_data/scalars.json'))
+    return [json.loads(line)['loss'] for line in scalars.read_text().splitlines()
+            if '"loss"' in line]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)['state_dict']
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f'{key} differs'
+
+
+def test_cpu_amp_wrapper_enables_bf16_autocast():
+    from dlu_mm.engine import CPUAmpOptimWrapper
+    model = torch.nn.Linear(2, 2)
+    wrapper = CPUAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        assert torch.is_autocast_enabled('cpu')
+        assert model(torch.randn(1, 2)).dtype == torch.bfloat16
+    assert not torch.is_autocast_enabled('cpu')
+    with pytest.raises(ValueError, match="dtype must be 'bfloat16' or"):
+        CPUAmpOptimWrapper(dtype='float8', optimizer=wrapper.optimizer)
+
+
+def test_mmcv_fp32_ops_under_cpu_amp_match_float32():
+    """nms / roi_align have no bf16 CPU kernels: under the wrapper they run
+    in float32 (roi_align handing back the input's dtype, gradient too)."""
+    from mmcv.ops import RoIAlign, nms
+    from dlu_mm.engine import CPUAmpOptimWrapper
+    torch.manual_seed(0)
+    xy = torch.rand(30, 2) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(30, 2) * 20], 1)
+    scores = torch.rand(30)
+    feats = torch.randn(1, 4, 16, 16)
+    rois = torch.tensor([[0, 1.0, 2.0, 9.0, 12.0], [0, 0.5, 0.5, 15.0, 7.0]])
+    keep_fp32 = nms(boxes, scores, 0.5)[1]
+    roi_align = RoIAlign((3, 3), 1.0, 2)  # as mmdet's RoI extractors
+    ref = roi_align(feats, rois)
+    model = torch.nn.Linear(2, 2)
+    wrapper = CPUAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        keep = nms(boxes, scores.bfloat16(), 0.5)[1]
+        low = feats.bfloat16().requires_grad_()
+        out = roi_align(low, rois)
+        out.float().sum().backward()
+    assert torch.equal(keep, nms(boxes, scores.bfloat16().float(), 0.5)[1])
+    assert keep_fp32.numel() > 0
+    assert out.dtype == torch.bfloat16 and low.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)
+    with pytest.raises((RuntimeError, NotImplementedError)):  # mmcv alone
+        roi_align(feats.bfloat16(), rois.bfloat16())
+
+
+def test_amp_training_on_cpu(tmp_path, coco_env):
+    work = tmp_path / 'amp'
+    out = run_tool(_train_args(work, 3, 3, '--amp'), env=coco_env).stdout
+    assert "type='CPUAmpOptimWrapper'" in out  # the logged config
+    losses = _losses(work)
+    assert len(losses) == 3 and all(v == v and v > 0 for v in losses)
+    assert all(v.dtype == torch.float32
+               for v in _weights(work / 'iter_3.pth').values()
+               if v.is_floating_point())
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_run(tmp_path_factory, coco_env):
+    """8 iterations, a checkpoint every 2: the reference for the tests below."""
+    work = tmp_path_factory.mktemp('uninterrupted')
+    run_tool(_train_args(work, 8, 2), env=coco_env)
+    return work
+
+
+@pytest.fixture(scope='module')
+def killed_and_resumed_run(tmp_path_factory, coco_env, uninterrupted_run):
+    """The same run, SIGKILLed once its 4th-iteration checkpoint is on disk
+    (mid-epoch: the sampler is infinite), then restarted with --resume."""
+    killed = tmp_path_factory.mktemp('killed')
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2',
+               **coco_env)
+    proc = subprocess.Popen([sys.executable, *map(str, _train_args(
+        killed, 8, 2))], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / 'iter_4.pth.sha256').exists():
+        assert proc.poll() is None, 'training ended before it could be killed'
+        assert time.time() < deadline, 'no checkpoint after 300 s'
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / 'iter_8.pth').exists(), 'killed too late'
+    first_losses = _losses(killed)
+    out = run_tool(_train_args(killed, 8, 2, '--resume'), env=coco_env)
+    return killed, first_losses, out.stdout
+
+
+def test_same_seed_gives_bit_identical_losses(uninterrupted_run,
+                                              killed_and_resumed_run):
+    """Two independent processes, same seed, deterministic=True: the losses
+    of every iteration both logged (at least the first 4) are equal bit for
+    bit."""
+    reference = _losses(uninterrupted_run)
+    _, first_losses, _ = killed_and_resumed_run
+    assert len(reference) == 8 and len(first_losses) >= 4
+    assert first_losses == reference[:len(first_losses)]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(
+        uninterrupted_run, killed_and_resumed_run):
+    killed, _, stdout = killed_and_resumed_run
+    assert 'resumed epoch: 0, iter:' in stdout
+    _assert_same_weights(_weights(uninterrupted_run / 'iter_8.pth'),
+                         _weights(killed / 'iter_8.pth'))
+
+
+@pytest.mark.parametrize('options,env,message', [
+    (['model.neck.upsample_cfg.type=dlux'], {},
+     "model.neck.upsample_cfg['type']='dlux' is not a registered upsample "
+     "layer; registered upsample types: ['bilinear', 'carafe', "
+     "'carafe_portable', 'deconv', 'dlu', 'nearest', 'pixel_shuffle']"),
+    (['model.neck.upsample_cfg.channels=64'], {},
+     'model.neck.upsample_cfg.channels=64 does not match '
+     'model.neck.out_channels=128'),
+    (['model.neck.upsample_cfg.scale_factor=4'], {},
+     'model.neck.upsample_cfg.scale_factor=4 does not match the FPN level '
+     'ratio (2)'),
+    ([], {'DLU_MM_DEMO_COCO_ROOT': '/nonexistent/coco/'},
+     "train_dataloader.dataset.data_root='/nonexistent/coco/' does not exist"),
+])
+def test_bad_config_fails_before_training(tmp_path, coco_env, options, env,
+                                          message):
+    work = tmp_path / 'bad'
+    proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work,
+                     '--cfg-options', *FAST, *options],
+                    env=dict(coco_env, **env), check=False, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stdout
+    assert 'Iter(train)' not in proc.stdout
+    assert not work.exists() or not list(work.glob('*.pth'))

@@ -2,7 +2,7 @@
 # DLU (the paper's defaults: up_kernel=5, up_group=1, encoder_kernel=3,
 # encoder_dilation=1, compressed_channels=64), on the generated demo set
 # (tools/data/make_demo_coco.py; 256x256 images, 6 shape classes). Sized to
-# train on 2 CPU cores in about 10 minutes.
+# train on 2 CPU cores in about 15 minutes (500 iterations of 4 images).
 #
 #   python tools/train.py configs/demo/faster-rcnn_r18_fpn-dlu_demo-coco.py
 #   # the nearest-upsampling baseline, same seed, one flag away:
@@ -16,7 +16,7 @@ custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
 data_root = '{{$DLU_MM_DEMO_COCO_ROOT:data/demo_coco/}}'
 classes = ('disc', 'box', 'triangle', 'star', 'ring', 'cross')
 image_size = (256, 256)
-max_iters = 1500
+max_iters = 500
 widths = [64, 128, 256, 512]
 neck_width = 128
 

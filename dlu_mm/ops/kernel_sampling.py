@@ -13,6 +13,13 @@ bilinear interpolation of the kernel space of group g at (y, x), clamped to
 ``grid_sample(align_corners=True, padding_mode='border')`` with three of its
 defects fixed: every group uses its own offsets, H or W = 1 is allowed, and the
 base grid is built on the input's device and dtype.
+
+Determinism: ``grid_sample``'s CUDA backward accumulates with atomics, and
+under ``torch.use_deterministic_algorithms(True)`` PyTorch refuses it. In
+that mode, for CUDA tensors, the sampling is computed with four ``gather``s
+instead (:func:`sample_bilinear_by_gather`), whose backward PyTorch runs
+deterministically; the numbers (and gradients) are grid_sample's. On the
+CPU grid_sample's backward is deterministic and is always used.
 """
 import torch
 import torch.nn.functional as F
@@ -65,6 +72,52 @@ def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
     space = kernel_space.reshape(n * groups, gkk // groups, h, w)
     if grid.dtype != space.dtype:
         grid = grid.to(space.dtype)
-    kernels = F.grid_sample(space, grid, mode='bilinear',
-                            padding_mode='border', align_corners=True)
+    if space.is_cuda and torch.are_deterministic_algorithms_enabled():
+        kernels = sample_bilinear_by_gather(space, grid)
+    else:
+        kernels = F.grid_sample(space, grid, mode='bilinear',
+                                padding_mode='border', align_corners=True)
     return kernels.reshape(n, gkk, h * s, w * s)
+
+
+def _unnormalise(coord: Tensor, size: int) -> Tensor:
+    """grid_sample's align_corners=True coordinate -> pixels, clipped to
+    [0, size-1] (border padding). As in grid_sample, the gradient is 0
+    where it clips *and on the borders themselves*."""
+    pixels = (coord + 1) * ((size - 1) / 2)
+    inside = (pixels > 0) & (pixels < size - 1)
+    return torch.where(inside, pixels, pixels.detach().clamp(0, size - 1))
+
+
+def sample_bilinear_by_gather(space: Tensor, grid: Tensor) -> Tensor:
+    """``F.grid_sample(space, grid, 'bilinear', padding_mode='border',
+    align_corners=True)`` from four ``gather``s, gradients included (as in
+    grid_sample, a corner past the last row/column weighs 0, and the
+    gradient with respect to a coordinate on or past a border is 0).
+
+    Args:
+        space: (B, K, H, W).
+        grid: (B, Ho, Wo, 2), (x, y) in [-1, 1].
+
+    Returns:
+        (B, K, Ho, Wo).
+    """
+    b, k, h, w = space.shape
+    ho, wo = grid.shape[1:3]
+    x = _unnormalise(grid[..., 0], w)
+    y = _unnormalise(grid[..., 1], h)
+    x0, y0 = x.detach().floor(), y.detach().floor()
+    wx, wy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    flat = space.reshape(b, k, h * w)
+    out = 0
+    for dy, fy in ((0, 1 - wy), (1, wy)):
+        yi = y0 + dy
+        for dx, fx in ((0, 1 - wx), (1, wx)):
+            xi = x0 + dx
+            inside = ((yi < h) & (xi < w)).to(space.dtype)
+            index = (yi.clamp(max=h - 1) * w + xi.clamp(max=w - 1)).reshape(
+                b, 1, ho * wo).expand(b, k, ho * wo)
+            value = flat.gather(2, index).reshape(b, k, ho, wo)
+            out = out + value * (fx * fy * inside).unsqueeze(1)
+    return out

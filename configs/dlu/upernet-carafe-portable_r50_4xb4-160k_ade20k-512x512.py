@@ -1,29 +1,7 @@
-# UperNet R50 on ADE20K (mmseg's upernet_r50_4xb4-160k_ade20k-512x512) with
-# CARAFE in the decoder's six feature upsampling steps (FPN top-down 3 x 2x,
-# multi-level fusion 2x, 4x, 8x), as in CARAFE's paper: dlu_mm's portable
-# CARAFE (mmcv CARAFEPack's weights and numerics, on CPU and GPU).
-# up_kernel=5, up_group=1, encoder_kernel=3, encoder_dilation=1,
-# compressed_channels=64 (mmcv's CARAFEPack defaults).
-#
-# ImageNet-pretrained backbone as published (open-mmlab://resnet50_v1c); a
-# local copy: --cfg-options model.pretrained=/path/to/resnet50_v1c.pth
-# Data root: $DLU_MM_ADE_ROOT (default data/ade/ADEChallengeData2016), or
-# --cfg-options {train,val,test}_dataloader.dataset.data_root=...
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+# The DLU config with CARAFE in DLU's place, as in CARAFE's paper: dlu_mm's
+# portable CARAFE (mmcv CARAFEPack's weights, keys and numerics, on CPU and
+# any GPU), same arguments (up_kernel=5, up_group=1, encoder_kernel=3,
+# encoder_dilation=1, compressed_channels=64 = CARAFEPack's defaults).
+_base_ = './upernet-dlu_r50_4xb4-160k_ade20k-512x512.py'
 
-model = dict(
-    decode_head=dict(
-        type='UPerHeadUpsample',
-        upsample_cfg=dict(
-            type='carafe_portable',
-            up_kernel=5,
-            up_group=1,
-            encoder_kernel=3,
-            encoder_dilation=1,
-            compressed_channels=64)))
-
-data_root = '{{$DLU_MM_ADE_ROOT:data/ade/ADEChallengeData2016}}'
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
+model = dict(decode_head=dict(upsample_cfg=dict(type='carafe_portable')))

@@ -2,6 +2,7 @@
 paper's complexity table, and tools/analysis/complexity.py (both modes)."""
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,8 @@ SPECS = [(256, 2, 5, 1, 3, 64), (16, 4, 3, 2, 1, 8), (12, 3, 5, 3, 5, 4),
 PAPER = {2: (35489, 74148, 60992, 99584), 4: (49337, 247248, 151616, 349184),
          8: (104729, 939648, 514112, 1347584),
          16: (326297, 3709248, 1964096, 5341184)}
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -233,3 +236,17 @@ def test_config_mode_delta_equals_upsampler_formulas(tool, tmp_path):
     assert base['up']['type'] == 'Upsample' and base['up']['params'] == 0
     assert data['model']['upsampler_macs'] == sum(u['macs']
                                                   for u in ups.values())
+
+
+def test_config_mode_on_an_mmseg_config_builds_the_baseline(tool, tmp_path):
+    """mmseg's EncoderDecoder edits its config while building; the
+    baseline (bilinear) must still build from the untouched config."""
+    result = tool.main([
+        str(ROOT / 'configs/dlu/upernet-dlu_r50_4xb4-160k_ade20k-512x512.py'),
+        '--shape', '64', '64', '--baseline', 'bilinear', '--out-dir',
+        str(tmp_path)])
+    assert 'baseline_error' not in result
+    assert result['upsample_cfgs_replaced'] == 1
+    # six DLUs in the decoder (3 x 2x, then 2x, 4x, 8x), 512 channels
+    assert result['delta_vs_baseline']['params'] == sum(
+        dlu_params(UpsamplerSpec(512, s)) for s in (2, 2, 2, 2, 4, 8))

@@ -77,10 +77,13 @@ def main():
     metrics = runner.test()
     if runner.rank == 0:
         os.makedirs(cfg.work_dir, exist_ok=True)
+        # float(str(v)): a numpy float32 (mmseg's IoUMetric) as it prints,
+        # 40.24, not its widened binary value 40.2400016784668
+        numeric = {k: float(str(v)) for k, v in metrics.items()
+                   if isinstance(v, numbers.Real)}
         with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()
-                       if isinstance(v, numbers.Real)}, f, indent=1)
-        print('metrics:', json.dumps(metrics, default=str))
+            json.dump(numeric, f, indent=1)
+        print('metrics:', json.dumps(dict(metrics, **numeric), default=str))
 
 
 if __name__ == '__main__':

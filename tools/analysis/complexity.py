@@ -392,7 +392,9 @@ def build_model(model_cfg, default_scope: Optional[str]):
     from mmengine.registry import MODELS, init_default_scope
     if default_scope:
         init_default_scope(default_scope)
-    return MODELS.build(model_cfg)
+    # a copy: builders edit their config in place (mmseg's EncoderDecoder
+    # moves ``pretrained`` into the backbone's), which the baseline reuses
+    return MODELS.build(copy.deepcopy(model_cfg))
 
 
 def run_config_mode(args) -> Dict:

@@ -64,3 +64,30 @@ def test_deterministic_mode_on_cuda_uses_gather_and_is_repeatable():
     torch.testing.assert_close(out, ref)
     assert torch.equal(grads[0][0], grads[1][0])
     assert torch.equal(grads[0][1], grads[1][1])
+
+
+def test_cpu_per_channel_path_equals_one_grid_sample():
+    """The CPU path samples the K channels as separate maps; values and
+    gradients equal one grid_sample over the (N*G, K, H, W) kernel space."""
+    torch.manual_seed(3)
+    n, g, k, s, h, w = 2, 2, 9, 2, 5, 6
+    space = torch.randn(n, g * k, h, w, dtype=torch.float64,
+                        requires_grad=True)
+    offsets = torch.randn(n, g * 2 * s * s, h, w, dtype=torch.float64,
+                          requires_grad=True)
+    got = sample_kernel_space(space, offsets, s)
+    off = F.pixel_shuffle(offsets, s).reshape(n * g, 2, h * s, w * s)
+    base_y = torch.arange(h * s, dtype=torch.float64).div(
+        s, rounding_mode='floor')[:, None]
+    base_x = torch.arange(w * s, dtype=torch.float64).div(
+        s, rounding_mode='floor')[None, :]
+    grid = torch.stack(((base_x + off[:, 0]) * 2 / (w - 1) - 1,
+                        (base_y + off[:, 1]) * 2 / (h - 1) - 1), -1)
+    ref = F.grid_sample(space.reshape(n * g, k, h, w), grid,
+                        mode='bilinear', padding_mode='border',
+                        align_corners=True).reshape(got.shape)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(got, (space, offsets), grad),
+                    torch.autograd.grad(ref, (space, offsets), grad)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)

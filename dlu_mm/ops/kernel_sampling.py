@@ -19,11 +19,15 @@ under ``torch.use_deterministic_algorithms(True)`` PyTorch refuses it. In
 that mode, for CUDA tensors, the sampling is computed with four ``gather``s
 instead (:func:`sample_bilinear_by_gather`), whose backward PyTorch runs
 deterministically; the numbers (and gradients) are grid_sample's. On the
-CPU grid_sample's backward is deterministic and is always used.
+CPU grid_sample's backward is deterministic and is always used (on the
+kernel space's channels as separate maps, which lets its backward use every
+thread; see :func:`_grid_sample_per_channel`).
 """
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .reassemble import is_exporting
 
 
 def _normalised_axis(size: int, scale_factor: int, offsets: Tensor) -> Tensor:
@@ -74,10 +78,27 @@ def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
         grid = grid.to(space.dtype)
     if space.is_cuda and torch.are_deterministic_algorithms_enabled():
         kernels = sample_bilinear_by_gather(space, grid)
+    elif space.device.type == 'cpu' and not is_exporting():
+        kernels = _grid_sample_per_channel(space, grid)
     else:
         kernels = F.grid_sample(space, grid, mode='bilinear',
                                 padding_mode='border', align_corners=True)
     return kernels.reshape(n, gkk, h * s, w * s)
+
+
+def _grid_sample_per_channel(space: Tensor, grid: Tensor) -> Tensor:
+    """grid_sample of (B, K, H, W) as B*K one-channel maps sharing their
+    group's grid: the same numbers, and on the CPU about 3x faster forward
+    and backward for DLU's shapes (PyTorch's CPU backward runs one thread
+    per sample in the batch, so B = N*G = 1 would leave all but one core
+    idle; as B*K maps it spreads over all of them)."""
+    b, k, h, w = space.shape
+    out = F.grid_sample(
+        space.reshape(b * k, 1, h, w),
+        grid.unsqueeze(1).expand(b, k, *grid.shape[1:]).reshape(
+            b * k, *grid.shape[1:]),
+        mode='bilinear', padding_mode='border', align_corners=True)
+    return out.reshape(b, k, *grid.shape[1:3])
 
 
 def _unnormalise(coord: Tensor, size: int) -> Tensor:

@@ -116,7 +116,8 @@ class ReassembleFunction(Function):
         return grad_features, grad_masks, None, None, None, None
 
 
-def _exporting() -> bool:
+def is_exporting() -> bool:
+    """True while ONNX export, tracing or torch.export records the graph."""
     return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or \
         torch.compiler.is_exporting()
 
@@ -139,7 +140,7 @@ def reassemble(features: Tensor,
     _check_tensors(features, masks, kernel_size, group_size, scale_factor)
     dtype = torch.promote_types(features.dtype, masks.dtype)
     features, masks = features.to(dtype), masks.to(dtype)
-    if _exporting():
+    if is_exporting():
         return reassemble_torch.reassemble_forward(features, masks,
                                                    kernel_size, group_size,
                                                    scale_factor)

@@ -369,3 +369,21 @@ def paste_shapes(rng: np.random.Generator, image: np.ndarray, count: int,
         image[ys, xs] = image[ys, xs] * (1 - a) + tex * a
         placed.append(Placed(kind, shape, mask, full_area, mask.copy()))
     return placed
+
+
+def run_cli(make, doc: str, out_dir: str, num_train: int, num_val: int,
+            argv=None):
+    """The generators' common command line: ``--out-dir``, ``--num-train``,
+    ``--num-val``, ``--size H W`` (default 256 256) and ``--seed`` (default
+    0), then ``make(out_dir, num_train, num_val, (H, W), seed)``."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+    parser.add_argument('--out-dir', default=out_dir)
+    parser.add_argument('--num-train', type=int, default=num_train)
+    parser.add_argument('--num-val', type=int, default=num_val)
+    parser.add_argument('--size', type=int, nargs=2, default=[256, 256],
+                        metavar=('H', 'W'))
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    return make(args.out_dir, args.num_train, args.num_val, tuple(args.size),
+                args.seed)

@@ -20,7 +20,6 @@ shapes from :mod:`demo_shapes` (the same six kinds as the detection set).
 
 Image ``i`` of a split depends only on (seed, split, i): same seed, same bytes.
 """
-import argparse
 import math
 import os
 import sys
@@ -326,21 +325,8 @@ def make_demo_ade(out_dir: str, num_train: int = 400, num_val: int = 50,
     return counts
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='data/demo_ade')
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-val', type=int, default=50)
-    parser.add_argument('--size', type=int, nargs=2, default=[256, 256],
-                        metavar=('H', 'W'))
-    parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args(argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    make_demo_ade(args.out_dir, args.num_train, args.num_val,
-                  tuple(args.size), args.seed)
+    demo_shapes.run_cli(make_demo_ade, __doc__, 'data/demo_ade', 400, 50, argv)
 
 
 if __name__ == '__main__':

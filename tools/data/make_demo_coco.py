@@ -23,7 +23,6 @@ decodes a polygon list as the union of its polygons.
 
 Image ``i`` of a split depends only on (seed, split, i): same seed, same bytes.
 """
-import argparse
 import json
 import os
 import sys
@@ -192,21 +191,8 @@ def make_demo_coco(out_dir: str, num_train: int = 800, num_val: int = 100,
     return out
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='data/demo_coco')
-    parser.add_argument('--num-train', type=int, default=800)
-    parser.add_argument('--num-val', type=int, default=100)
-    parser.add_argument('--size', type=int, nargs=2, default=[256, 256],
-                        metavar=('H', 'W'))
-    parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args(argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    make_demo_coco(args.out_dir, args.num_train, args.num_val,
-                   tuple(args.size), args.seed)
+    demo_shapes.run_cli(make_demo_coco, __doc__, 'data/demo_coco', 800, 100, argv)
 
 
 if __name__ == '__main__':

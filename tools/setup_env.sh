@@ -54,7 +54,8 @@ if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$
 fi
 # mmcv's setup.py imports pkg_resources (setuptools < 70); torch declares
 # setuptools>=77 as metadata only, so this pin goes in without resolving torch.
-pip_c -q --no-deps setuptools wheel ninja
+# wheel (which builds mmcv's wheel here) needs packaging, installed alongside.
+pip_c -q --no-deps setuptools wheel packaging ninja
 
 step "build mmcv $(pinned mmcv) from its sdist (once per machine, ~25 min on 2 cores; cached by pip after)"
 if ! "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$(pinned mmcv)')" 2>/dev/null; then

@@ -2,7 +2,6 @@
 repeat runs, a SIGKILLed run that resumes to the same weights, and bad
 configs that fail before training with the key named."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tool_runner import ROOT, load_tool_module, run_tool
+from tool_runner import ROOT, load_tool_module, run_tool, tool_env
 
 CONFIG = 'configs/demo/faster-rcnn_r18_fpn-dlu_demo-coco.py'
 FAST = ['default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
@@ -123,8 +122,7 @@ def killed_and_resumed_run(tmp_path_factory, coco_env, uninterrupted_run):
     """The same run, SIGKILLed once its 4th-iteration checkpoint is on disk
     (mid-epoch: the sampler is infinite), then restarted with --resume."""
     killed = tmp_path_factory.mktemp('killed')
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2',
-               **coco_env)
+    env = tool_env(coco_env)
     proc = subprocess.Popen([sys.executable, *map(str, _train_args(
         killed, 8, 2))], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)

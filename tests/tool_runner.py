@@ -19,13 +19,19 @@ def load_tool_module(relpath: str):
     return module
 
 
+def tool_env(env=None) -> dict:
+    """The environment the tools run in: this one, the repo on PYTHONPATH,
+    2 OpenMP threads, then ``env`` on top."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2')
+    full_env.update(env or {})
+    return full_env
+
+
 def run_tool(args, env=None, timeout=600, check=True):
     """``python tools/...`` from the repo root; returns the completed process
     (stdout and stderr merged). On failure the output is in the message."""
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2')
-    full_env.update(env or {})
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
-                          env=full_env, stdout=subprocess.PIPE,
+                          env=tool_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:

@@ -76,11 +76,11 @@ class CPUAmpOptimWrapper(OptimWrapper):
                              f"'float16', got {dtype!r}")
         super().__init__(**kwargs)
         self.cast_dtype = getattr(torch, dtype)
+        _install_fp32_ops()
 
     @contextmanager
     def optim_context(self, model):
         global _fp32_ops_active
-        _install_fp32_ops()
         _fp32_ops_active += 1
         try:
             with super().optim_context(model), torch.autocast(

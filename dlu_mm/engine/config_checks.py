@@ -4,7 +4,7 @@ construction or after the first epoch."""
 import os.path as osp
 from typing import Any
 
-from ..layers.builder import check_upsample_cfg
+from ..layers.builder import check_upsample_cfg, iter_upsample_cfgs
 
 
 class ConfigError(ValueError):
@@ -23,31 +23,23 @@ def check_upsample_cfgs(node: Any, path: str = 'model') -> None:
     """Every ``upsample_cfg`` in the model: a registered type, and
     ``channels`` / ``scale_factor`` (when given) consistent with the module
     (an FPN neck, recognised by ``num_outs``, upsamples by 2 per level)."""
-    if isinstance(node, (list, tuple)):
-        for i, item in enumerate(node):
-            check_upsample_cfgs(item, f'{path}[{i}]')
-        return
-    if not isinstance(node, dict):
-        return
-    up = node.get('upsample_cfg')
-    if isinstance(up, dict):
-        key = f'{path}.upsample_cfg'
+    for owner_path, owner in iter_upsample_cfgs(node, path):
+        up = owner['upsample_cfg']
+        key = f'{owner_path}.upsample_cfg'
         try:
             check_upsample_cfg(up, key)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        width_key, width = _width_of(node)
+        width_key, width = _width_of(owner)
         if 'channels' in up and width is not None and up['channels'] != width:
             raise ConfigError(
                 f"{key}.channels={up['channels']} does not match "
-                f'{path}.{width_key}={width}; remove it (it is filled in)')
-        if 'num_outs' in node and up.get('scale_factor', 2) != 2:
+                f'{owner_path}.{width_key}={width}; remove it (it is filled '
+                f'in)')
+        if 'num_outs' in owner and up.get('scale_factor', 2) != 2:
             raise ConfigError(
                 f"{key}.scale_factor={up['scale_factor']} does not match the "
                 f'FPN level ratio (2); remove it (it is filled in)')
-    for name, value in node.items():
-        if name != 'upsample_cfg':
-            check_upsample_cfgs(value, f'{path}.{name}')
 
 
 def check_dataset_paths(dataset: Any, path: str) -> None:

@@ -21,7 +21,7 @@ to its width, ``scale_factor`` equal to the level ratio); a disagreement or
 an unknown type raises ``ValueError`` at build time, naming the key.
 """
 import inspect
-from typing import Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import mmcv.ops  # noqa: F401  (registers mmcv's own 'carafe' type)
 import torch.nn as nn
@@ -87,6 +87,26 @@ def check_upsample_cfg(upsample_cfg: Dict, owner: str = 'upsample_cfg'):
         raise ValueError(f"{owner} of type {name!r} needs a positive integer "
                          f"'upsample_kernel', got "
                          f"{upsample_cfg.get('upsample_kernel')!r}")
+
+
+def iter_upsample_cfgs(node: Any, path: str = 'model'
+                       ) -> Iterator[Tuple[str, Dict]]:
+    """Walk a (model) config, parents before children, and yield
+    ``(path, owner)`` for every dict ``owner`` whose ``upsample_cfg`` is a
+    dict (e.g. ``('model.neck', neck_cfg)``); an ``upsample_cfg`` itself is
+    not searched. ``owner`` is the config's own dict, so callers may edit
+    ``owner['upsample_cfg']`` in place."""
+    if isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from iter_upsample_cfgs(item, f'{path}[{i}]')
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get('upsample_cfg'), dict):
+        yield path, node
+    for name, value in node.items():
+        if name != 'upsample_cfg':
+            yield from iter_upsample_cfgs(value, f'{path}.{name}')
 
 
 def _agree(cfg: Dict, key: str, value, owner: str, what: str) -> None:

@@ -37,6 +37,7 @@ import torch.nn as nn
 
 import dlu_mm  # noqa: F401  (registers dlu, carafe_portable and adapters)
 from dlu_mm.layers import DLU, CARAFEPortable
+from dlu_mm.layers.builder import iter_upsample_cfgs
 from dlu_mm.ops import reassemble
 from dlu_mm.ops import native as native_ops
 from dlu_mm.ops.reassemble import BACKEND_ENV
@@ -457,20 +458,9 @@ def _model_cfg(config: str, cfg_options: Optional[Dict]):
 
 def _is_nearest_everywhere(model_cfg) -> bool:
     """True when every ``upsample_cfg`` with a type is ``nearest``."""
-    types = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == 'upsample_cfg' and isinstance(v, dict) and 'type' in v:
-                    types.append(v['type'])
-                else:
-                    walk(v)
-        elif isinstance(node, (list, tuple)):
-            for v in node:
-                walk(v)
-
-    walk(model_cfg)
+    types = [owner['upsample_cfg']['type']
+             for _, owner in iter_upsample_cfgs(model_cfg)
+             if 'type' in owner['upsample_cfg']]
     return bool(types) and all(t == 'nearest' for t in types)
 
 

@@ -40,6 +40,7 @@ from dlu_mm.complexity import (UpsamplerSpec, carafe_macs, carafe_params,
                                dlu_macs, dlu_params, dysample_macs,
                                dysample_params, interpolation_macs,
                                kernel_sampling_macs)
+from dlu_mm.layers.builder import iter_upsample_cfgs
 
 # The paper's complexity table (C=256, C_m=64, k_up=5, k_enc=3, G=1):
 # s -> (DLU params, CARAFE params, DLU MACs/px, CARAFE MACs/px).
@@ -253,27 +254,17 @@ def baseline_cfg(model_cfg, upsample_type: str = 'nearest'
     that has a ``type`` replaced by ``dict(type=upsample_type)`` (keeping a
     ``scale_factor`` key, which some heads read); returns (cfg, number of
     replacements)."""
-    count = 0
-
-    def walk(node):
-        nonlocal count
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key == 'upsample_cfg' and isinstance(value, dict) \
-                        and 'type' in value:
-                    count += 1
-                    out[key] = dict(type=upsample_type, **{
-                        k: v for k, v in value.items() if k == 'scale_factor'})
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, (list, tuple)):
-            return type(node)(walk(v) for v in node)
-        return copy.deepcopy(node)
-
     from mmengine.config import ConfigDict
-    return ConfigDict(walk(_plain(model_cfg))), count
+
+    model = copy.deepcopy(_plain(model_cfg))
+    count = 0
+    for _, owner in iter_upsample_cfgs(model):
+        up = owner['upsample_cfg']
+        if 'type' in up:
+            count += 1
+            owner['upsample_cfg'] = dict(type=upsample_type, **{
+                k: v for k, v in up.items() if k == 'scale_factor'})
+    return ConfigDict(model), count
 
 
 def _plain(cfg):

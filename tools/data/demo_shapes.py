@@ -371,6 +371,20 @@ def paste_shapes(rng: np.random.Generator, image: np.ndarray, count: int,
     return placed
 
 
+def check_args(num_train, num_val, image_size, seed) -> None:
+    """The generators' arguments: split sizes >= 1, (H, W) ints >= 64, a
+    seed >= 0; ``ValueError`` naming the argument otherwise."""
+    for name, value in (('num_train', num_train), ('num_val', num_val)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f'{name} must be an int >= 1, got {value!r}')
+    if (len(image_size) != 2 or
+            not all(isinstance(v, int) and v >= 64 for v in image_size)):
+        raise ValueError(f'image_size must be (height, width) ints >= 64, '
+                         f'got {image_size!r}')
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f'seed must be an int >= 0, got {seed!r}')
+
+
 def run_cli(make, doc: str, out_dir: str, num_train: int, num_val: int,
             argv=None):
     """The generators' common command line: ``--out-dir``, ``--num-train``,

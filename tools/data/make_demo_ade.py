@@ -283,25 +283,13 @@ def render_scene(seed: int, split: str, index: int,
 
 
 # ---------------------------------------------------------------- dataset
-def _check_args(num_train, num_val, image_size, seed):
-    for name, value in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f'{name} must be an int >= 1, got {value!r}')
-    if (len(image_size) != 2 or
-            not all(isinstance(v, int) and v >= 64 for v in image_size)):
-        raise ValueError(f'image_size must be (height, width) ints >= 64, '
-                         f'got {image_size!r}')
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f'seed must be an int >= 0, got {seed!r}')
-
-
 def make_demo_ade(out_dir: str, num_train: int = 400, num_val: int = 50,
                   image_size: Tuple[int, int] = (256, 256),
                   seed: int = 0) -> np.ndarray:
     """Write the demo set under ``out_dir``; returns the pixel count of
     each label value 0..11 over both splits."""
     image_size = tuple(image_size)
-    _check_args(num_train, num_val, image_size, seed)
+    demo_shapes.check_args(num_train, num_val, image_size, seed)
     start = time.time()
     counts = np.zeros(len(CLASSES) + 1, np.int64)
     for split, num in zip(SPLITS, (num_train, num_val)):

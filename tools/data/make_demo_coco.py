@@ -129,18 +129,6 @@ def mask_bbox(mask: np.ndarray) -> List[float]:
 
 
 # ------------------------------------------------------------- dataset
-def _check_args(num_train, num_val, image_size, seed):
-    for name, value in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f'{name} must be an int >= 1, got {value!r}')
-    if (len(image_size) != 2 or
-            not all(isinstance(v, int) and v >= 64 for v in image_size)):
-        raise ValueError(f'image_size must be (height, width) ints >= 64, '
-                         f'got {image_size!r}')
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f'seed must be an int >= 0, got {seed!r}')
-
-
 def make_split(out_dir: str, split: str, num: int,
                image_size: Tuple[int, int], seed: int) -> Dict:
     """Write ``num`` images of ``split`` and return its COCO dict."""
@@ -173,7 +161,7 @@ def make_demo_coco(out_dir: str, num_train: int = 800, num_val: int = 100,
                    seed: int = 0) -> Dict[str, Dict]:
     """Write the demo set under ``out_dir``; returns {split: coco dict}."""
     image_size = tuple(image_size)
-    _check_args(num_train, num_val, image_size, seed)
+    demo_shapes.check_args(num_train, num_val, image_size, seed)
     start = time.time()
     os.makedirs(os.path.join(out_dir, 'annotations'), exist_ok=True)
     out = {}

@@ -9,11 +9,11 @@ from torch import Tensor
 
 from ..ops import reassemble
 from .dlu import normalise_kernels
-from .upsampler_args import check_input, check_upsampler_args
+from .upsampler_base import ReassemblyUpsampler, check_input
 
 
 @MODELS.register_module(name='carafe_portable')
-class CARAFEPortable(nn.Module):
+class CARAFEPortable(ReassemblyUpsampler):
     """Content-Aware ReAssembly of FEatures.
 
     1. ``channel_compressor``: 1x1 conv, C -> C_m.
@@ -26,33 +26,12 @@ class CARAFEPortable(nn.Module):
     Shapes: input (N, C, H, W) -> output (N, C, sH, sW).
     """
 
-    def __init__(self,
-                 channels: int,
-                 scale_factor: int,
-                 up_kernel: int = 5,
-                 up_group: int = 1,
-                 encoder_kernel: int = 3,
-                 encoder_dilation: int = 1,
-                 compressed_channels: int = 64):
-        super().__init__()
-        check_upsampler_args(channels, scale_factor, up_kernel, up_group,
-                             encoder_kernel, encoder_dilation,
-                             compressed_channels)
-        self.channels = channels
-        self.scale_factor = scale_factor
-        self.up_kernel = up_kernel
-        self.up_group = up_group
-        self.encoder_kernel = encoder_kernel
-        self.encoder_dilation = encoder_dilation
-        self.compressed_channels = compressed_channels
-        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-        self.content_encoder = nn.Conv2d(
-            compressed_channels,
-            up_kernel * up_kernel * up_group * scale_factor * scale_factor,
-            encoder_kernel,
-            padding=(encoder_kernel - 1) * encoder_dilation // 2,
-            dilation=encoder_dilation)
-        self.init_weights()
+    def build_layers(self) -> None:
+        """The content encoder (the base class built
+        ``channel_compressor``)."""
+        k_up, s = self.up_kernel, self.scale_factor
+        self.content_encoder = self.encoder_conv(
+            self.up_group * k_up * k_up * s * s)
 
     def init_weights(self) -> None:
         for m in self.modules():
@@ -70,7 +49,3 @@ class CARAFEPortable(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return reassemble(x, self.predict_kernels(x), self.up_kernel,
                           self.up_group, self.scale_factor)
-
-    def extra_repr(self) -> str:
-        return (f'channels={self.channels}, scale_factor={self.scale_factor}'
-                f', up_kernel={self.up_kernel}, up_group={self.up_group}')

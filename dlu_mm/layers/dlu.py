@@ -8,7 +8,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from ..ops import reassemble, sample_kernel_space
-from .upsampler_args import check_input, check_upsampler_args
+from .upsampler_base import ReassemblyUpsampler, check_input
 
 
 def normalise_kernels(kernels: Tensor, up_kernel: int) -> Tensor:
@@ -19,7 +19,7 @@ def normalise_kernels(kernels: Tensor, up_kernel: int) -> Tensor:
 
 
 @MODELS.register_module(name='dlu')
-class DLU(nn.Module):
+class DLU(ReassemblyUpsampler):
     """Dynamic Lightweight Upsampling, a drop-in for mmcv's ``CARAFEPack``.
 
     Symbols: C = ``channels``, s = ``scale_factor``, k_up = ``up_kernel``,
@@ -43,34 +43,12 @@ class DLU(nn.Module):
     Shapes: input (N, C, H, W) -> output (N, C, sH, sW).
     """
 
-    def __init__(self,
-                 channels: int,
-                 scale_factor: int,
-                 up_kernel: int = 5,
-                 up_group: int = 1,
-                 encoder_kernel: int = 3,
-                 encoder_dilation: int = 1,
-                 compressed_channels: int = 64):
-        super().__init__()
-        check_upsampler_args(channels, scale_factor, up_kernel, up_group,
-                             encoder_kernel, encoder_dilation,
-                             compressed_channels)
-        self.channels = channels
-        self.scale_factor = scale_factor
-        self.up_kernel = up_kernel
-        self.up_group = up_group
-        self.encoder_kernel = encoder_kernel
-        self.encoder_dilation = encoder_dilation
-        self.compressed_channels = compressed_channels
-        padding = (encoder_kernel - 1) * encoder_dilation // 2
-        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-        self.kernel_space_generator = nn.Conv2d(
-            compressed_channels, up_kernel * up_kernel * up_group,
-            encoder_kernel, padding=padding, dilation=encoder_dilation)
-        self.conv_offset = nn.Conv2d(
-            compressed_channels, up_group * 2 * scale_factor * scale_factor,
-            encoder_kernel, padding=padding, dilation=encoder_dilation)
-        self.init_weights()
+    def build_layers(self) -> None:
+        """The kernel space generator and the offset conv (the base class
+        built ``channel_compressor``)."""
+        k_up, groups, s = self.up_kernel, self.up_group, self.scale_factor
+        self.kernel_space_generator = self.encoder_conv(groups * k_up * k_up)
+        self.conv_offset = self.encoder_conv(groups * 2 * s * s)
 
     def init_weights(self) -> None:
         """As the reference code: Xavier-uniform, then the kernel space
@@ -98,7 +76,3 @@ class DLU(nn.Module):
         kernels = self.predict_kernels(x)[2]
         return reassemble(x, kernels, self.up_kernel, self.up_group,
                           self.scale_factor)
-
-    def extra_repr(self) -> str:
-        return (f'channels={self.channels}, scale_factor={self.scale_factor}'
-                f', up_kernel={self.up_kernel}, up_group={self.up_group}')

@@ -1,5 +1,7 @@
-"""Build-time checks of the CARAFE/DLU constructor arguments, with messages
-that name the argument, its value and what is accepted."""
+"""The CARAFE/DLU constructor arguments: build-time checks with messages
+that name the argument, its value and what is accepted, and the base class
+that stores them."""
+import torch.nn as nn
 
 
 def _is_int(value) -> bool:
@@ -40,3 +42,52 @@ def check_input(x, channels: int, layer: str) -> None:
         raise ValueError(f'{layer} was built with channels={channels} but '
                          f'got an input with {x.shape[1]} channels (shape '
                          f'{tuple(x.shape)})')
+
+
+class ReassemblyUpsampler(nn.Module):
+    """Base of the layers with ``CARAFEPack``'s constructor: checks and
+    stores ``channels, scale_factor, up_kernel, up_group, encoder_kernel,
+    encoder_dilation, compressed_channels``, builds ``channel_compressor``
+    (1x1 conv, C -> C_m), then calls the subclass's ``build_layers()`` and
+    ``init_weights()``."""
+
+    def __init__(self,
+                 channels: int,
+                 scale_factor: int,
+                 up_kernel: int = 5,
+                 up_group: int = 1,
+                 encoder_kernel: int = 3,
+                 encoder_dilation: int = 1,
+                 compressed_channels: int = 64):
+        super().__init__()
+        check_upsampler_args(channels, scale_factor, up_kernel, up_group,
+                             encoder_kernel, encoder_dilation,
+                             compressed_channels)
+        self.channels = channels
+        self.scale_factor = scale_factor
+        self.up_kernel = up_kernel
+        self.up_group = up_group
+        self.encoder_kernel = encoder_kernel
+        self.encoder_dilation = encoder_dilation
+        self.compressed_channels = compressed_channels
+        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
+        self.build_layers()
+        self.init_weights()
+
+    def encoder_conv(self, out_channels: int) -> nn.Conv2d:
+        """k_enc x k_enc conv (dilation d), C_m -> ``out_channels``, padded
+        to keep the input resolution."""
+        return nn.Conv2d(
+            self.compressed_channels, out_channels, self.encoder_kernel,
+            padding=(self.encoder_kernel - 1) * self.encoder_dilation // 2,
+            dilation=self.encoder_dilation)
+
+    def build_layers(self) -> None:
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, scale_factor={self.scale_factor}'
+                f', up_kernel={self.up_kernel}, up_group={self.up_group}')

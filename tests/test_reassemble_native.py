@@ -88,6 +88,13 @@ def test_half_precision(n, c, h, w, k, g, s, dtype):
     _check_against_plain(n, c, h, w, k, g, s, dtype)
 
 
+def test_multi_megabyte_buffers_match_plain_path():
+    """Output (32 MiB), features gradient (8 MiB) and masks gradient
+    (12 MiB) large enough for the kernels to advise huge pages for them:
+    every element is written, with the plain path's numbers."""
+    _check_against_plain(1, 128, 128, 128, 7, 1, 2, torch.float32)
+
+
 @pytest.mark.parametrize('needs', [(True, False), (False, True)])
 def test_only_requested_gradients(needs):
     features, masks, grad_output = _inputs(2, 6, 4, 4, 3, 2, 3,

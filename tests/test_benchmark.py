@@ -51,6 +51,38 @@ def test_cases_json_and_targets(bench, tmp_path, capsys):
         passed = ratio <= limit if mode == 'le' else ratio >= limit
         assert target['status'] == ('PASS' if passed else 'FAIL')
         assert f'{target["status"]:<5} {label}' in report
+    ceiling = data['kernel_prediction_speedup']
+    carafe, dlu = bench.KERNEL_PREDICTION
+    for d in ('fwd', 'fwd_bwd'):
+        assert ceiling[d] == pytest.approx(
+            data['results'][carafe][d]['median_ms'] /
+            data['results'][dlu][d]['median_ms'])
+    assert f'{ceiling["fwd_bwd"]:.2f}x fwd+bwd' in report
+
+
+@pytest.mark.parametrize('layer', ['dlu', 'carafe_portable'])
+def test_kernel_cases_are_the_layer_without_its_reassembly(bench, layer):
+    """'[kernels]' times exactly what the layer computes before the
+    reassembly: reassembling its output gives the layer's output."""
+    import torch
+
+    from dlu_mm.ops import reassemble
+    shape, s = (2, 8, 5, 7), 3
+    torch.manual_seed(0)
+    full = bench.Case(layer, shape, s, torch.device('cpu'), torch.float64)
+    torch.manual_seed(0)
+    part = bench.Case(f'{layer}[kernels]', shape, s, torch.device('cpu'),
+                      torch.float64)
+    if layer == 'dlu':  # non-zero offsets, so that the sampling matters
+        for case in (full, part):
+            torch.manual_seed(1)
+            torch.nn.init.normal_(case.module.conv_offset.weight, std=0.1)
+    x = torch.randn(shape, dtype=torch.float64)
+    kernels = part.run([x])
+    assert kernels.shape == part.output_shape() == (2, 25, 15, 21)
+    torch.testing.assert_close(
+        reassemble(x, kernels, bench.UP_KERNEL, 1, s), full.run([x]),
+        rtol=1e-12, atol=1e-12)
 
 
 def test_peak_memory_in_subprocess(bench, tmp_path):

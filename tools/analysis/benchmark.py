@@ -2,9 +2,12 @@
 
 Times the forward pass (inference, no autograd) and forward+backward of
 nearest, bilinear, portable CARAFE, mmcv CARAFE (CUDA only) and DLU on one
-input, plus the reassembly op alone on its native and plain-PyTorch paths;
-prints medians with their spread, ratios to bilinear, peak memory, and
-PASS/FAIL for the targets, all ratios taken in the same run:
+input, plus the reassembly op alone on its native and plain-PyTorch paths
+and the two layers' kernel prediction alone (``[kernels]``: everything but
+the reassembly they share); prints medians with their spread, ratios to
+bilinear, peak memory, PASS/FAIL for the targets, and the ceiling that the
+kernel prediction puts on DLU's speed-up over CARAFE, all ratios taken in
+the same run:
 
     python tools/analysis/benchmark.py           # 1x256x120x120, s=2
     python tools/analysis/benchmark.py --shape 2 256 64 64 --scale 4 \\
@@ -45,7 +48,11 @@ from dlu_mm.ops.reassemble import BACKEND_ENV
 DTYPES = {'float32': torch.float32, 'float64': torch.float64,
           'bfloat16': torch.bfloat16, 'float16': torch.float16}
 CASES = ('nearest', 'bilinear', 'carafe_portable', 'carafe', 'dlu',
-         'dlu[torch]', 'reassemble[native]', 'reassemble[torch]')
+         'dlu[torch]', 'carafe_portable[kernels]', 'dlu[kernels]',
+         'reassemble[native]', 'reassemble[torch]')
+# DLU and portable CARAFE differ only in how they predict the reassembly
+# kernels: (CARAFE case, DLU case) of that part alone.
+KERNEL_PREDICTION = ('carafe_portable[kernels]', 'dlu[kernels]')
 UP_KERNEL = 5  # the paper's k_up for DLU / CARAFE and the op cases
 # (name, case, reference case, direction, mode, threshold): the project's
 # targets; 'le': case/ref <= threshold, 'speedup': ref/case >= threshold.
@@ -102,16 +109,18 @@ class Case:
         self.device, self.dtype = device, dtype
         self.backend = None
         self.module = None
+        # '[kernels]': the layer's predict_kernels() alone, no reassembly
+        self.kernels_only = name.endswith('[kernels]')
         if name in ('nearest', 'bilinear'):
             self.module = nn.Upsample(
                 scale_factor=scale, mode=name,
                 align_corners=None if name == 'nearest' else False)
-        elif name == 'carafe_portable':
+        elif name in ('carafe_portable', 'carafe_portable[kernels]'):
             self.module = CARAFEPortable(c, scale, up_kernel=UP_KERNEL)
         elif name == 'carafe':
             from mmcv.ops import CARAFEPack
             self.module = CARAFEPack(c, scale, up_kernel=UP_KERNEL)
-        elif name in ('dlu', 'dlu[torch]'):
+        elif name in ('dlu', 'dlu[torch]', 'dlu[kernels]'):
             self.module = DLU(c, scale, up_kernel=UP_KERNEL)
             self.backend = 'torch' if name == 'dlu[torch]' else None
         elif name.startswith('reassemble['):
@@ -132,7 +141,16 @@ class Case:
             tensors.append(masks.softmax(dim=1))
         return [t.requires_grad_(requires_grad) for t in tensors]
 
+    def output_shape(self) -> Tuple[int, int, int, int]:
+        """(N, C, sH, sW); (N, k_up^2, sH, sW) for the '[kernels]' cases."""
+        n, c, h, w = self.shape
+        s = self.scale
+        return (n, UP_KERNEL**2 if self.kernels_only else c, s * h, s * w)
+
     def run(self, tensors: List[torch.Tensor]) -> torch.Tensor:
+        if self.kernels_only:  # DLU also returns its kernel space, offsets
+            kernels = self.module.predict_kernels(tensors[0])
+            return kernels[-1] if isinstance(kernels, tuple) else kernels
         if self.module is None:
             return reassemble(tensors[0], tensors[1], UP_KERNEL, 1,
                               self.scale, backend=self.backend)
@@ -156,9 +174,7 @@ def make_step(case: Case, backward: bool):
     its duration in seconds: forward under no_grad, or forward + backward of
     a fixed random output gradient to the input(s) and parameters."""
     tensors = case.inputs(requires_grad=backward)
-    n, c, h, w = case.shape
-    s = case.scale
-    grad = torch.randn(n, c, s * h, s * w, device=case.device,
+    grad = torch.randn(case.output_shape(), device=case.device,
                        dtype=case.dtype) if backward else None
 
     def step() -> float:
@@ -290,7 +306,8 @@ def run_cases(args) -> Dict:
                      fwd_bwd_mib=measure_peak(case, True)))
     add_ratios(results)
     return dict(results=results, skipped=skipped,
-                targets=evaluate_targets(results))
+                targets=evaluate_targets(results),
+                kernel_prediction_speedup=kernel_prediction_speedup(results))
 
 
 def add_ratios(results: Dict) -> None:
@@ -321,6 +338,19 @@ def evaluate_targets(results: Dict) -> List[Dict]:
                         measured=f'{case} {a:.3f} ms vs {ref} {b:.3f} ms '
                         f'({direction})'))
     return out
+
+
+def kernel_prediction_speedup(results: Dict) -> Optional[Dict[str, float]]:
+    """Portable CARAFE's kernel-prediction time over DLU's, per direction.
+    The layers share the reassembly, so with t = prediction + reassembly
+    their speed-up (a + R) / (b + R) never exceeds a / b when a > b: this
+    is the ceiling a faster reassembly could lift it to. None when a case
+    is missing."""
+    carafe, dlu = KERNEL_PREDICTION
+    if carafe not in results or dlu not in results:
+        return None
+    return {d: results[carafe][d]['median_ms'] / results[dlu][d]['median_ms']
+            for d in ('fwd', 'fwd_bwd')}
 
 
 def _timing(d: Dict) -> str:
@@ -369,6 +399,13 @@ def format_report(args, report: Dict) -> str:
             lines.append(f'  {t["status"]:<5} {t["target"]}: '
                          f'{t["ratio"]:.2f}x (limit {t["threshold"]}x; '
                          f'{t["measured"]})')
+    ceiling = report.get('kernel_prediction_speedup')
+    if ceiling is not None:
+        lines.append(
+            f'Kernel prediction alone, portable CARAFE / DLU: '
+            f'{ceiling["fwd"]:.2f}x fwd, {ceiling["fwd_bwd"]:.2f}x fwd+bwd '
+            f'(the reassembly is shared, so no faster reassembly lifts the '
+            f'layer speed-up above this).')
     return '\n'.join(lines)
 
 

@@ -1,6 +1,7 @@
-"""The CARAFE/DLU constructor arguments: build-time checks with messages
-that name the argument, its value and what is accepted, and the base class
-that stores them."""
+"""What DLU and portable CARAFE share: build-time checks of
+``CARAFEPack``'s constructor arguments and of the forward input (messages
+name the argument, its value and what is accepted), and the base class
+that stores the arguments and builds the common layers."""
 import torch.nn as nn
 
 
@@ -83,9 +84,11 @@ class ReassemblyUpsampler(nn.Module):
             dilation=self.encoder_dilation)
 
     def build_layers(self) -> None:
+        """The layer's own convolutions (after ``channel_compressor``)."""
         raise NotImplementedError
 
     def init_weights(self) -> None:
+        """The reference code's initialisation of every convolution."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:

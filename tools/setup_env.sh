@@ -4,7 +4,7 @@
 #
 # Versions come from requirements/stack.txt (a pip constraints file, the one
 # place they are pinned). mmcv 2.1.0 has no wheel on PyPI: it is compiled from
-# its sdist (~25 min on 2 cores, once per machine: pip's wheel cache keeps the
+# its sdist (7-25 min on 2 cores, once per machine: pip's wheel cache keeps the
 # result). On a machine with nvcc, mmcv's and torch's CUDA builds are used.
 #
 # Environment: PYTHON (interpreter for the venv, default python3),
@@ -57,7 +57,7 @@ fi
 # wheel (which builds mmcv's wheel here) needs packaging, installed alongside.
 pip_c -q --no-deps setuptools wheel packaging ninja
 
-step "build mmcv $(pinned mmcv) from its sdist (once per machine, ~25 min on 2 cores; cached by pip after)"
+step "build mmcv $(pinned mmcv) from its sdist (once per machine, 7-25 min on 2 cores; cached by pip after)"
 if ! "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$(pinned mmcv)')" 2>/dev/null; then
   MMCV_WITH_OPS=1 FORCE_CUDA=$CUDA MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     pip_c --no-build-isolation mmcv

@@ -111,16 +111,17 @@ class Case:
         self.module = None
         # '[kernels]': the layer's predict_kernels() alone, no reassembly
         self.kernels_only = name.endswith('[kernels]')
+        layer = name.removesuffix('[kernels]')
         if name in ('nearest', 'bilinear'):
             self.module = nn.Upsample(
                 scale_factor=scale, mode=name,
                 align_corners=None if name == 'nearest' else False)
-        elif name in ('carafe_portable', 'carafe_portable[kernels]'):
+        elif layer == 'carafe_portable':
             self.module = CARAFEPortable(c, scale, up_kernel=UP_KERNEL)
         elif name == 'carafe':
             from mmcv.ops import CARAFEPack
             self.module = CARAFEPack(c, scale, up_kernel=UP_KERNEL)
-        elif name in ('dlu', 'dlu[torch]', 'dlu[kernels]'):
+        elif layer in ('dlu', 'dlu[torch]'):
             self.module = DLU(c, scale, up_kernel=UP_KERNEL)
             self.backend = 'torch' if name == 'dlu[torch]' else None
         elif name.startswith('reassemble['):

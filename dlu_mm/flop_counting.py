@@ -12,9 +12,11 @@ everything else, including the two ops that make an upsampler dynamic:
   calls, each adding one window times its kernel weight into the
   (N, C, sH, sW) output: one MAC per output value per call, so
   N*C*sH*sW*k_up^2 in all, the formula's s^2*k_up^2*C per input pixel.
-  Should the autograd Function itself be traced (``prim::PythonOp``
-  ``ReassembleFunction``, or mmcv's ``CARAFEFunction`` with the same
-  arguments on CUDA), :func:`reassemble_flop_jit` counts the same number.
+  Should the custom op itself be traced (``dlu_mm::reassemble``, called
+  directly, or mmcv's ``CARAFEFunction`` on CUDA), :func:`reassemble_flop_jit`
+  counts the same number, and :func:`dlu_reassemble_flop_jit` counts the
+  fused ``dlu_mm::dlu_reassemble`` as the reassembly plus the kernel
+  sampling (4 MACs per sampled kernel value).
 * ``aten::grid_sampler``: mmengine's handle assumes bilinear; ours reads the
   mode (bilinear 4, nearest 1, bicubic 16 MACs per output value), so DLU's
   kernel sampling counts 4 per sampled kernel value,
@@ -67,19 +69,41 @@ def grid_sampler_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return _GRID_SAMPLER_MACS[mode] * _numel(outputs[0])
 
 
+def _int_argument(inputs: List[Any], outputs: List[Any], index: int) -> int:
+    """Argument ``index`` (after the tensors) of a traced op: a constant
+    input of a custom op, a scalar argument of a ``prim::PythonOp``."""
+    node = outputs[0].node()
+    if node.kind() == 'prim::PythonOp':
+        return node.scalar_args()[index]
+    return inputs[2 + index].toIValue()
+
+
 def reassemble_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """A traced reassembly autograd Function, ``apply(features, masks,
-    kernel_size, group_size, scale_factor, ...)``: output Y (N, C, sH, sW),
-    k_up^2 MACs per output value."""
-    kernel_size = outputs[0].node().scalar_args()[0]
+    """A traced reassembly, ``(features, masks, kernel_size, group_size,
+    scale_factor, ...)``: output Y (N, C, sH, sW), k_up^2 MACs per output
+    value."""
+    kernel_size = _int_argument(inputs, outputs, 0)
     return _numel(outputs[0]) * kernel_size * kernel_size
+
+
+def dlu_reassemble_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """A traced ``dlu_mm::dlu_reassemble(features, kernel_space, offsets,
+    kernel_size, group_size, scale_factor, backend)``: the reassembly
+    (k_up^2 per output value) plus the kernel sampling (4 per sampled
+    kernel value, G*k_up^2 per output pixel)."""
+    kernel_size = inputs[3].toIValue()
+    groups = inputs[4].toIValue()
+    n, c, oh, ow = get_shape(outputs[0])
+    kk = kernel_size * kernel_size
+    return n * oh * ow * kk * (c + 4 * groups)
 
 
 FLOP_HANDLES = {
     'aten::addcmul': addcmul_flop_jit,
     'aten::addcmul_': addcmul_flop_jit,
     'aten::grid_sampler': grid_sampler_flop_jit,
-    'prim::PythonOp.ReassembleFunction': reassemble_flop_jit,
+    'dlu_mm::reassemble': reassemble_flop_jit,
+    'dlu_mm::dlu_reassemble': dlu_reassemble_flop_jit,
     'prim::PythonOp.CARAFEFunction': reassemble_flop_jit,  # mmcv, CUDA
 }
 

@@ -7,16 +7,17 @@ import torch.nn.functional as F
 
 def reassemble(x, masks, k, groups, s):
     """Y[n,c,i,j] = sum_{dy,dx} K[n, g*k*k+dy*k+dx, i, j] *
-    X[n, c, i//s+dy-r, j//s+dx-r], zero outside the map."""
+    X[n, c, i//s+dy-r, j//s+dx-r], zero outside the map; channel c is in
+    group g = c // ceil(C/G) (mmcv's CARAFE)."""
     x, masks = np.asarray(x, np.float64), np.asarray(masks, np.float64)
     n, c, h, w = x.shape
-    r, cg = (k - 1) // 2, c // groups
+    r, cg = (k - 1) // 2, -(-c // groups)
     out = np.zeros((n, c, h * s, w * s))
     for b in range(n):
         for i in range(h * s):
             for j in range(w * s):
                 for g in range(groups):
-                    chans = slice(g * cg, (g + 1) * cg)
+                    chans = slice(g * cg, min((g + 1) * cg, c))
                     for dy in range(k):
                         y = i // s + dy - r
                         if not 0 <= y < h:
@@ -76,10 +77,18 @@ def dlu(module, x):
     at (i//s + oy, j//s + ox) per group, then CARAFE reassembly."""
     x = np.asarray(x, np.float64)
     k, g, s = module.up_kernel, module.up_group, module.scale_factor
-    n, c, h, w = x.shape
     comp = _conv(module.channel_compressor, x)
     space = softmax_groups(_conv(module.kernel_space_generator, comp), k)
     off = _conv(module.conv_offset, comp)
+    return dlu_reassemble(x, space, off, k, g, s)
+
+
+def sample_kernels(space, off, k, g, s):
+    """Per-output-pixel kernels (N, G*k*k, sH, sW): group grp's kernel
+    space sampled at (i//s + oy, j//s + ox), with ox = offsets channel
+    2*grp*s*s + (i%s)*s + j%s and oy the next s*s block (pixel shuffle)."""
+    space, off = np.asarray(space, np.float64), np.asarray(off, np.float64)
+    n, _, h, w = space.shape
     kernels = np.zeros((n, g * k * k, h * s, w * s))
     for b in range(n):
         for grp in range(g):
@@ -91,7 +100,12 @@ def dlu(module, x):
                     kernels[b, grp * k * k:(grp + 1) * k * k, i, j] = \
                         bilinear_border(space[b, grp * k * k:(grp + 1) * k * k],
                                         i // s + oy, j // s + ox)
-    return reassemble(x, kernels, k, g, s)
+    return kernels
+
+
+def dlu_reassemble(x, space, off, k, g, s):
+    """DLU's output from the input, its kernel space and its offsets."""
+    return reassemble(x, sample_kernels(space, off, k, g, s), k, g, s)
 
 
 def carafe(module, x):

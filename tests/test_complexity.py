@@ -18,7 +18,6 @@ from dlu_mm.complexity import (UpsamplerSpec, carafe_macs, carafe_params,
                                kernel_sampling_macs, reassembly_macs)
 from dlu_mm.flop_counting import flop_analyzer, registered_flop_handles
 from dlu_mm.layers.builder import build_upsampler
-from dlu_mm.ops.reassemble import ReassembleFunction
 from tool_runner import load_tool_module
 
 # (C, s, k_up, G, k_enc, C_m)
@@ -78,19 +77,30 @@ def test_traced_macs_equal_formulas(c, s, k, g, ke, cm):
     assert _count(carafe, x).total() == carafe_macs(spec) * n * h * w
 
 
-def test_traced_autograd_function_counted():
-    """If the reassembly Function itself shows up in a trace (PythonOp), the
-    handle counts k_up^2 MACs per output value."""
+def test_traced_custom_ops_counted():
+    """If the custom ops themselves show up in a trace (called directly),
+    the handles count k_up^2 MACs per output value for the reassembly, and
+    for the fused DLU op the kernel sampling on top."""
 
-    class Op(nn.Module):
+    class Reassemble(nn.Module):
         def forward(self, x, masks):
-            return ReassembleFunction.apply(x, masks, 3, 2, 2, 'torch')
+            return torch.ops.dlu_mm.reassemble(x, masks, 3, 2, 2, 'torch')
+
+    class DLUOp(nn.Module):
+        def forward(self, x, space, offsets):
+            return torch.ops.dlu_mm.dlu_reassemble(x, space, offsets, 3, 2, 2,
+                                                   'torch')
 
     x, masks = torch.randn(1, 4, 3, 5), torch.rand(1, 18, 6, 10)
-    traced = _count(Op(), x, masks)
-    assert set(traced.by_operator()) == {'PythonOp.ReassembleFunction'}
+    traced = _count(Reassemble(), x, masks)
+    assert set(traced.by_operator()) == {'reassemble'}
     spec = UpsamplerSpec(channels=4, scale_factor=2, up_kernel=3, up_group=2)
     assert traced.total() == reassembly_macs(spec) * 3 * 5
+    space, offsets = torch.rand(1, 18, 3, 5), torch.randn(1, 16, 3, 5)
+    traced = _count(DLUOp(), x, space, offsets)
+    assert set(traced.by_operator()) == {'dlu_reassemble'}
+    assert traced.total() == (reassembly_macs(spec) +
+                              kernel_sampling_macs(spec)) * 3 * 5
 
 
 @pytest.mark.parametrize('mode,per_value', [('bilinear', 4), ('nearest', 1),

@@ -15,6 +15,8 @@ CASES = [  # (N, C, H, W, k, G, s)
     (1, 3, 1, 4, 5, 1, 2),  # H = 1
     (2, 4, 3, 1, 7, 2, 2),  # W = 1
     (1, 2, 3, 3, 1, 1, 1),
+    (1, 10, 3, 4, 3, 3, 2),  # G does not divide C: groups of 4, 4, 2
+    (1, 5, 2, 3, 3, 4, 2),  # groups of 2, 2, 1 and an empty one
 ]
 
 
@@ -34,7 +36,8 @@ def test_matches_loop_reference(backend, n, c, h, w, k, g, s):
                                rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize('n,c,h,w,k,g,s', [CASES[0], CASES[1], CASES[4]])
+@pytest.mark.parametrize('n,c,h,w,k,g,s', [CASES[0], CASES[1], CASES[4],
+                                           CASES[7]])
 def test_gradcheck(backend, n, c, h, w, k, g, s):
     x, masks = _inputs(n, c, h, w, k, g, s)
     x.requires_grad_()
@@ -55,15 +58,20 @@ def test_low_precision(backend, dtype, tol):
     torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
 
 
-def test_backward_is_deterministic(backend):
-    x, masks = _inputs(2, 16, 9, 7, 5, 2, 2, torch.float32)
-    grads = []
-    for _ in range(2):
-        a, b = x.clone().requires_grad_(), masks.clone().requires_grad_()
-        reassemble(a, b, 5, 2, 2).pow(2).sum().backward()
-        grads.append((a.grad, b.grad))
-    assert torch.equal(grads[0][0], grads[1][0])
-    assert torch.equal(grads[0][1], grads[1][1])
+def test_ragged_groups_follow_mmcv():
+    """G need not divide C: as mmcv's CARAFE, channel c uses the kernels of
+    group c // ceil(C/G), so C=5, G=4 puts channels 0-1, 2-3, 4 in groups
+    0, 1, 2 and leaves group 3's kernels unused."""
+    x, masks = _inputs(1, 5, 3, 4, 3, 4, 2)
+    out = reassemble(x, masks, 3, 4, 2)
+    for group, channels in ((0, [0, 1]), (1, [2, 3]), (2, [4])):
+        part = reassemble(x[:, channels], masks[:, group * 9:group * 9 + 9],
+                          3, 1, 2)
+        torch.testing.assert_close(out[:, channels], part)
+    m = masks.clone().requires_grad_()
+    reassemble(x, m, 3, 4, 2).sum().backward()
+    assert m.grad[:, 27:].abs().max() == 0
+    assert m.grad[:, :27].abs().amax(dim=(0, 2, 3)).min() > 0
 
 
 def test_layouts_and_mixed_dtypes(backend):
@@ -91,12 +99,13 @@ def test_backends_agree_on_a_benchmark_like_shape():
 
 
 @pytest.mark.parametrize('args,match', [
-    ((4, 1, 2), 'up_kernel .* positive odd integer.*got 4'),
-    ((0, 1, 2), 'up_kernel .* positive odd integer.*got 0'),
+    ((4, 1, 2), 'kernel_size must be a positive odd integer.*got 4'),
+    ((0, 1, 2), 'kernel_size must be a positive odd integer.*got 0'),
     ((5, 1, 0), 'scale_factor must be an integer >= 1, got 0'),
     ((5, 1, 1.5), 'scale_factor must be an integer >= 1, got 1.5'),
-    ((5, 0, 2), 'up_group .* positive integer, got 0'),
-    ((5, 3, 2), 'up_group \\(group_size\\)=3 does not divide'),
+    ((5, 0, 2), 'group_size must be a positive integer, got 0'),
+    ((5, 3, 2), r'masks must have shape \(N, G\*k\*k, sH, sW\) = '
+                r'\(1, 75, 6, 6\)'),
 ])
 def test_bad_arguments(args, match):
     x, masks = _inputs(1, 4, 3, 3, 5, 1, 2)

@@ -23,11 +23,13 @@ CPU grid_sample's backward is deterministic and is always used (on the
 kernel space's channels as separate maps, which lets its backward use every
 thread; see :func:`_grid_sample_per_channel`).
 """
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .reassemble import is_exporting
+from .backend import is_exporting
 
 
 def _normalised_axis(size: int, scale_factor: int, offsets: Tensor) -> Tensor:
@@ -48,6 +50,26 @@ def _normalised_axis(size: int, scale_factor: int, offsets: Tensor) -> Tensor:
     return (base + offsets) * step - 1.0
 
 
+def _space_and_grid(kernel_space: Tensor, offsets: Tensor,
+                    scale_factor: int) -> Tuple[Tensor, Tensor]:
+    """The kernel space as (N*G, k*k, H, W) maps and grid_sample's grid
+    (N*G, sH, sW, 2) of their sampling points."""
+    n, gkk, h, w = kernel_space.shape
+    s = scale_factor
+    groups = offsets.shape[1] // (2 * s * s)
+    if offsets.shape != (n, groups * 2 * s * s, h, w) or gkk % groups:
+        raise ValueError(f'offsets must have shape (N, G*2*s*s, H, W) with G '
+                         f'dividing the kernel space channels {gkk}; got '
+                         f'offsets {tuple(offsets.shape)}, kernel space '
+                         f'{tuple(kernel_space.shape)}, s={s}')
+    off = F.pixel_shuffle(offsets, s).reshape(n * groups, 2, h * s, w * s)
+    grid_x = _normalised_axis(w, s, off[:, 0])
+    grid_y = _normalised_axis(h, s, off[:, 1].transpose(1, 2)).transpose(1, 2)
+    grid = torch.stack((grid_x, grid_y), dim=-1)
+    space = kernel_space.reshape(n * groups, gkk // groups, h, w)
+    return space, grid.to(space.dtype)
+
+
 def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
                         scale_factor: int) -> Tensor:
     """Expand a kernel space into per-output-pixel kernels.
@@ -63,19 +85,7 @@ def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
     """
     n, gkk, h, w = kernel_space.shape
     s = scale_factor
-    groups = offsets.shape[1] // (2 * s * s)
-    if offsets.shape != (n, groups * 2 * s * s, h, w) or gkk % groups:
-        raise ValueError(f'offsets must have shape (N, G*2*s*s, H, W) with G '
-                         f'dividing the kernel space channels {gkk}; got '
-                         f'offsets {tuple(offsets.shape)}, kernel space '
-                         f'{tuple(kernel_space.shape)}, s={s}')
-    off = F.pixel_shuffle(offsets, s).reshape(n * groups, 2, h * s, w * s)
-    grid_x = _normalised_axis(w, s, off[:, 0])
-    grid_y = _normalised_axis(h, s, off[:, 1].transpose(1, 2)).transpose(1, 2)
-    grid = torch.stack((grid_x, grid_y), dim=-1)
-    space = kernel_space.reshape(n * groups, gkk // groups, h, w)
-    if grid.dtype != space.dtype:
-        grid = grid.to(space.dtype)
+    space, grid = _space_and_grid(kernel_space, offsets, s)
     if space.is_cuda and torch.are_deterministic_algorithms_enabled():
         kernels = sample_bilinear_by_gather(space, grid)
     elif space.device.type == 'cpu' and not is_exporting():
@@ -84,6 +94,27 @@ def sample_kernel_space(kernel_space: Tensor, offsets: Tensor,
         kernels = F.grid_sample(space, grid, mode='bilinear',
                                 padding_mode='border', align_corners=True)
     return kernels.reshape(n, gkk, h * s, w * s)
+
+
+def sample_kernel_space_backward(grad_kernels: Tensor, kernel_space: Tensor,
+                                 offsets: Tensor, scale_factor: int
+                                 ) -> Tuple[Tensor, Tensor]:
+    """Gradients of :func:`sample_kernel_space` with respect to the kernel
+    space and the offsets, from the kernels' gradient (N, G*k*k, sH, sW),
+    by grid_sample's own backward (no autograd needed, so it also runs
+    inside a custom op's implementation)."""
+    n, gkk, h, w = kernel_space.shape
+    s = scale_factor
+    space, grid = _space_and_grid(kernel_space, offsets, s)
+    grad_space, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+        grad_kernels.reshape(*space.shape[:2], h * s, w * s).contiguous(),
+        space, grid, 0, 1, True, [True, True])  # bilinear, border
+    # grid = (q + o) * 2 / (size - 1) - 1 (see _normalised_axis)
+    steps = grad_grid.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
+    grad_off = (grad_grid * steps).permute(0, 3, 1, 2).reshape(
+        n, -1, h * s, w * s)
+    return (grad_space.reshape(kernel_space.shape),
+            F.pixel_unshuffle(grad_off, s).to(offsets.dtype))
 
 
 def _grid_sample_per_channel(space: Tensor, grid: Tensor) -> Tensor:

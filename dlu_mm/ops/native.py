@@ -1,8 +1,8 @@
-"""Loader for the compiled reassembly kernels (``dlu_mm._ext``).
+"""Loader for the compiled CPU kernels (``dlu_mm._ext``, C++/OpenMP).
 
-``setup.py`` builds ``dlu_mm._ext`` from ``dlu_mm/ops/csrc`` (C++/OpenMP for
-CPU tensors). When the extension is missing the package still imports, the
-plain-PyTorch path is used, and a warning says so once.
+``setup.py`` builds ``dlu_mm._ext`` from ``dlu_mm/ops/csrc``. When the
+extension is missing the package still imports, the plain-PyTorch path is
+used, and a warning says so once.
 """
 import warnings
 from typing import Optional, Tuple
@@ -38,9 +38,12 @@ def unavailable_reason(features: Tensor) -> Optional[str]:
 
 
 def supports(features: Tensor) -> bool:
+    """Whether the native kernels run on ``features``; warns once when they
+    would but the extension is not built."""
     global _warned
     reason = unavailable_reason(features)
-    if reason is not None and _ext is None and not _warned:
+    if reason is not None and _ext is None and not _warned \
+            and features.device.type == 'cpu':
         _warned = True
         warnings.warn(f'dlu_mm: using the plain-PyTorch reassembly: {reason}')
     return reason is None
@@ -48,22 +51,36 @@ def supports(features: Tensor) -> bool:
 
 def reassemble_forward(features: Tensor, masks: Tensor, kernel_size: int,
                        group_size: int, scale_factor: int) -> Tensor:
-    return _ext.reassemble_forward(features.contiguous(), masks.contiguous(),
-                                   kernel_size, group_size, scale_factor)
+    return _ext.reassemble_forward(features, masks, kernel_size, group_size,
+                                   scale_factor)
 
 
-def reassemble_backward(grad_output: Tensor,
-                        features: Tensor,
-                        masks: Tensor,
-                        kernel_size: int,
-                        group_size: int,
-                        scale_factor: int,
-                        needs_features_grad: bool = True,
-                        needs_masks_grad: bool = True
+def reassemble_backward(grad_output: Tensor, features: Tensor, masks: Tensor,
+                        kernel_size: int, group_size: int, scale_factor: int,
+                        needs_features_grad: bool, needs_masks_grad: bool
                         ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     grad_features, grad_masks = _ext.reassemble_backward(
-        grad_output.contiguous(), features.contiguous(), masks.contiguous(),
-        kernel_size, group_size, scale_factor, needs_features_grad,
-        needs_masks_grad)
+        grad_output, features, masks, kernel_size, group_size, scale_factor,
+        needs_features_grad, needs_masks_grad)
     return (grad_features if needs_features_grad else None,
             grad_masks if needs_masks_grad else None)
+
+
+def dlu_reassemble_forward(features: Tensor, kernel_space: Tensor,
+                           offsets: Tensor, kernel_size: int, group_size: int,
+                           scale_factor: int) -> Tensor:
+    return _ext.dlu_reassemble_forward(features, kernel_space, offsets,
+                                       kernel_size, group_size, scale_factor)
+
+
+def dlu_reassemble_backward(
+        grad_output: Tensor, features: Tensor, kernel_space: Tensor,
+        offsets: Tensor, kernel_size: int, group_size: int,
+        scale_factor: int, needs_features_grad: bool,
+        needs_sampling_grads: bool
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    grads = _ext.dlu_reassemble_backward(
+        grad_output, features, kernel_space, offsets, kernel_size,
+        group_size, scale_factor, needs_features_grad, needs_sampling_grads)
+    return (grads[0] if needs_features_grad else None,
+            *(g if needs_sampling_grads else None for g in grads[1:]))

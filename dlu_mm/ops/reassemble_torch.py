@@ -7,7 +7,9 @@ kernels K of shape (N, G*k*k, sH, sW), r = (k - 1) / 2, Cg = C / G.
     Y[n, c, i, j] = sum_{dy, dx < k} K[n, g*k*k + dy*k + dx, i, j]
                                      * X[n, c, i//s + dy - r, j//s + dx - r]
 
-with g = c // Cg and X taken as 0 outside the map.
+with g = c // Cg and X taken as 0 outside the map. As in mmcv's CARAFE,
+Cg = ceil(C / G): when G does not divide C the last groups hold fewer
+channels (or none); here the channels are zero-padded to G*Cg.
 
 Both directions loop over the k*k window positions and work on views of
 shape (N, G, Cg, H, s, W, s), so no tensor k*k times larger than the input or
@@ -25,6 +27,19 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def channels_per_group(channels: int, group_size: int) -> int:
+    """Cg = ceil(C / G), mmcv's channels per group."""
+    return -(-channels // group_size)
+
+
+def _pad_channels(t: Tensor, channels: int) -> Tensor:
+    """Zero-pad dim 1 of (N, C, ...) to ``channels``."""
+    extra = channels - t.shape[1]
+    if extra == 0:
+        return t
+    return torch.cat((t, t.new_zeros(t.shape[0], extra, *t.shape[2:])), 1)
+
+
 def reassemble_forward(features: Tensor, masks: Tensor, kernel_size: int,
                        group_size: int, scale_factor: int) -> Tensor:
     """Forward reassembly. Shapes: features (N, C, H, W), masks
@@ -32,17 +47,19 @@ def reassemble_forward(features: Tensor, masks: Tensor, kernel_size: int,
     n, c, h, w = features.shape
     k, g, s = kernel_size, group_size, scale_factor
     r = (k - 1) // 2
+    cg = channels_per_group(c, g)
     acc = _accumulation_dtype(features.dtype)
-    x = F.pad(features.to(acc), (r, r, r, r))
+    x = F.pad(_pad_channels(features.to(acc), g * cg), (r, r, r, r))
     m = masks.to(acc).reshape(n, g, k * k, h, s, w, s)
-    out = torch.zeros(n, g, c // g, h, s, w, s, dtype=acc,
+    out = torch.zeros(n, g, cg, h, s, w, s, dtype=acc,
                       device=features.device)
     for dy in range(k):
         for dx in range(k):
             window = x[:, :, dy:dy + h, dx:dx + w].reshape(
-                n, g, c // g, h, 1, w, 1)
+                n, g, cg, h, 1, w, 1)
             out.addcmul_(window, m[:, :, dy * k + dx].unsqueeze(2))
-    return out.reshape(n, c, h * s, w * s).to(features.dtype)
+    out = out.reshape(n, g * cg, h * s, w * s)[:, :c]
+    return out.to(features.dtype)
 
 
 def reassemble_backward(
@@ -66,18 +83,19 @@ def reassemble_backward(
     n, c, h, w = features.shape
     k, g, s = kernel_size, group_size, scale_factor
     r = (k - 1) // 2
-    cg = c // g
+    cg = channels_per_group(c, g)
     acc = _accumulation_dtype(features.dtype)
     # (N, G, H, W, Cg, s*s): per source pixel, a (Cg x s*s) block of dL/dY.
     # (contiguous first: y.sum().backward() hands in a zero-stride tensor,
     # which sends the batched matmuls below down a very slow path)
-    grad_blocks = grad_output.to(acc).contiguous().reshape(
+    grad_blocks = _pad_channels(grad_output.to(acc), g * cg).contiguous(
+    ).reshape(
         n, g, cg, h, s, w, s).permute(0, 1, 3, 5, 2, 4,
                                       6).reshape(n, g, h, w, cg, s * s)
     # (N, G, H, W, s*s, k*k): per source pixel, its s*s output kernels.
     kernel_blocks = masks.to(acc).reshape(n, g, k * k, h, s, w, s).permute(
         0, 1, 3, 5, 4, 6, 2).reshape(n, g, h, w, s * s, k * k)
-    x = F.pad(features.to(acc), (r, r, r, r))
+    x = F.pad(_pad_channels(features.to(acc), g * cg), (r, r, r, r))
 
     grad_x = (torch.zeros(n, g, cg, h + 2 * r, w + 2 * r, dtype=acc,
                           device=features.device)
@@ -104,7 +122,7 @@ def reassemble_backward(
     grad_features = None
     if grad_x is not None:
         grad_features = grad_x[..., r:r + h, r:r + w].reshape(
-            n, c, h, w).to(features.dtype)
+            n, g * cg, h, w)[:, :c].to(features.dtype)
     grad_masks = None
     if grad_m is not None:
         grad_masks = grad_m.reshape(n, g, h, w, s, s, k * k).permute(

@@ -1,0 +1,396 @@
+/*
+ * DLU's kernel space expander fused into the reassembly (CPU, OpenMP): the
+ * kernel of every output pixel is sampled from the kernel space when a band
+ * of the reassembly needs it, and never written to memory.
+ *
+ * Inputs: features X (N, C, H, W); kernel space S (N, G*k*k, H, W),
+ * normalised; offsets O (N, G*2*s*s, H, W). For output pixel (i, j) =
+ * (y*s + a, x*s + b) of group g (pixel shuffle of O by s):
+ *
+ *   ox = O[n, 2g*s*s + a*s + b, y, x],  oy = O[n, (2g+1)*s*s + a*s + b, y, x]
+ *   (py, px) = (y + oy, x + ox), each clamped to [0, H-1] / [0, W-1]
+ *   K[t](i, j) = sum over the corners (y0|y1, x0|x1) of the bilinear
+ *                weights times S[n, g*k*k + t, corner]
+ *
+ * and the output is the reassembly of reassembly.h with these kernels.
+ * This is grid_sample(align_corners=True, padding_mode='border') at those
+ * points, in pixel units: a coordinate on or beyond the border has zero
+ * gradient, and at an interior integer coordinate the derivative is the
+ * one towards the next pixel (x0 = floor(x), wx = x - x0 = 0).
+ *
+ * Backward, with dK the gradient of the kernels (computed per band by
+ * kernels_grad_kernel, never stored whole):
+ *   dO_x(i, j) = [px inside] * sum_t dK[t] * ((1-wy)(S01-S00) + wy(S11-S10))
+ *   dO_y(i, j) = [py inside] * sum_t dK[t] * ((1-wx)(S10-S00) + wx(S11-S01))
+ *   dS[t, corner] += weight(corner) * dK[t](i, j)  over all (i, j)
+ * dO is per output pixel, written by the band that owns it. dS is a
+ * scatter (a pixel may sample anywhere): each band adds into its own
+ * partial sum, covering just the kernel-space rows its pixels sample, in
+ * a fixed order; then every row of dS is the sum of the partials that
+ * cover it, in band order. The bands are sized for a constant thread count
+ * (kReproducibleThreads), so the result is the same at any number of
+ * threads, and nothing is added atomically.
+ */
+#include <limits>
+
+#include "ops.h"
+#include "reassembly.h"
+
+namespace dlu_mm {
+namespace {
+
+// Clamps a sampling coordinate to [0, size - 1]; `gate` is the derivative
+// of the clamp (0 on and beyond the border, as in grid_sample).
+template <typename acc_t>
+inline void clamp_coordinate(acc_t p, int64_t size, acc_t& c, acc_t& gate) {
+  const acc_t hi = static_cast<acc_t>(size - 1);
+  if (p > acc_t(0) && p < hi) {
+    c = p;
+    gate = acc_t(1);
+  } else {
+    c = p > acc_t(0) ? hi : acc_t(0);
+    gate = acc_t(0);
+  }
+}
+
+// The sampling points of a range of output rows of one (image, group), in
+// per-thread storage: for row i and pixel j, the four corner indices and
+// weights, the fractions wx / wy and the clamp gates.
+template <typename scalar_t>
+class SamplingRows {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+
+  explicit SamplingRows(const Geometry& g) : g_(g) {}
+
+  void compute(const scalar_t* offsets, const Band& band, int64_t row_begin,
+               int64_t row_end) {
+    const Geometry& g = g_;
+    const int64_t rows = row_end - row_begin;
+    const int64_t hw = g.H * g.W, ss = g.s * g.s;
+    first_row_ = row_begin;
+    index_.resize(rows * 4 * g.OW);
+    values_.resize(rows * kArrays * g.OW);
+    min_corner_row_ = std::numeric_limits<int64_t>::max();
+    max_corner_row_ = -1;
+    for (int64_t i = row_begin; i < row_end; ++i) {
+      const int64_t y = i / g.s, a = i % g.s;
+      const scalar_t* ox_rows =
+          offsets + ((band.n * g.G + band.group) * 2 * ss + a * g.s) * hw +
+          y * g.W;
+      const scalar_t* oy_rows = ox_rows + ss * hw;
+      int32_t* idx = index_.data() + (i - row_begin) * 4 * g.OW;
+      acc_t* v = values_.data() + (i - row_begin) * kArrays * g.OW;
+      for (int64_t x = 0; x < g.W; ++x) {
+        for (int64_t b = 0; b < g.s; ++b) {
+          const int64_t j = x * g.s + b;
+          acc_t cx, cy;
+          clamp_coordinate(static_cast<acc_t>(x) +
+                               static_cast<acc_t>(ox_rows[b * hw + x]),
+                           g.W, cx, v[kGateX * g.OW + j]);
+          clamp_coordinate(static_cast<acc_t>(y) +
+                               static_cast<acc_t>(oy_rows[b * hw + x]),
+                           g.H, cy, v[kGateY * g.OW + j]);
+          const int64_t x0 = static_cast<int64_t>(cx);
+          const int64_t y0 = static_cast<int64_t>(cy);
+          const int64_t x1 = std::min(x0 + 1, g.W - 1);
+          const int64_t y1 = std::min(y0 + 1, g.H - 1);
+          const acc_t wx = cx - static_cast<acc_t>(x0);
+          const acc_t wy = cy - static_cast<acc_t>(y0);
+          idx[0 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x0);
+          idx[1 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x1);
+          idx[2 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x0);
+          idx[3 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x1);
+          v[0 * g.OW + j] = (acc_t(1) - wy) * (acc_t(1) - wx);
+          v[1 * g.OW + j] = (acc_t(1) - wy) * wx;
+          v[2 * g.OW + j] = wy * (acc_t(1) - wx);
+          v[3 * g.OW + j] = wy * wx;
+          v[kFracX * g.OW + j] = wx;
+          v[kFracY * g.OW + j] = wy;
+          min_corner_row_ = std::min(min_corner_row_, y0);
+          max_corner_row_ = std::max(max_corner_row_, y1);
+        }
+      }
+    }
+  }
+
+  SamplePoints<acc_t> points(int64_t row) const {
+    const int32_t* idx = index_.data() + (row - first_row_) * 4 * g_.OW;
+    const acc_t* v = values_.data() + (row - first_row_) * kArrays * g_.OW;
+    return {{idx, idx + g_.OW, idx + 2 * g_.OW, idx + 3 * g_.OW},
+            {v, v + g_.OW, v + 2 * g_.OW, v + 3 * g_.OW},
+            v + kFracX * g_.OW,
+            v + kFracY * g_.OW};
+  }
+  const acc_t* gate_x(int64_t row) const { return array(row, kGateX); }
+  const acc_t* gate_y(int64_t row) const { return array(row, kGateY); }
+  // The kernel-space rows that the computed points touch: [min, max].
+  int64_t min_corner_row() const { return min_corner_row_; }
+  int64_t max_corner_row() const { return max_corner_row_; }
+
+ private:
+  // Per row: 4 weights, then these arrays of OW values.
+  static constexpr int64_t kFracX = 4, kFracY = 5, kGateX = 6, kGateY = 7;
+  static constexpr int64_t kArrays = 8;
+
+  const acc_t* array(int64_t row, int64_t which) const {
+    return values_.data() + ((row - first_row_) * kArrays + which) * g_.OW;
+  }
+
+  const Geometry& g_;
+  int64_t first_row_ = 0;
+  int64_t min_corner_row_ = 0, max_corner_row_ = -1;
+  std::vector<int32_t> index_;
+  std::vector<acc_t> values_;
+};
+
+// Kernel rows sampled from the kernel space at the offset points.
+template <typename scalar_t>
+struct SampledKernels {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Geometry& g;
+  const scalar_t* space;
+  const scalar_t* offsets;
+
+  struct Loader {
+    const SampledKernels& source;
+    SamplingRows<scalar_t> rows;
+    const SamplingKernels<scalar_t>& simd;
+
+    void prepare(const Band& band, int64_t row_begin, int64_t row_end) {
+      rows.compute(source.offsets, band, row_begin, row_end);
+    }
+    void load(const Band& band, int64_t row, int64_t tap, acc_t* dst) {
+      const Geometry& g = source.g;
+      simd.sample_row(g.space_plane(source.space, band.n, band.group, tap),
+                      rows.points(row), g.OW, dst);
+    }
+  };
+  Loader loader() const {
+    return Loader{*this, SamplingRows<scalar_t>(g),
+                  sampling_kernels<scalar_t>()};
+  }
+};
+
+// One band's share of the kernel space's gradient: kernel-space rows
+// [first_row, first_row + rows) of every tap, in [tap][row][column] order.
+template <typename acc_t>
+struct PartialSum {
+  int64_t first_row = 0, rows = 0;
+  std::vector<acc_t> values;
+};
+
+// From dK: the offsets' gradient (per output pixel) and the kernel space's
+// gradient (partial sums per band, added up in band order in finish()).
+template <typename scalar_t>
+struct SampledKernelGrads {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Geometry& g;
+  const scalar_t* space;
+  const scalar_t* offsets;
+  scalar_t* grad_space;
+  scalar_t* grad_offsets;
+  std::vector<PartialSum<acc_t>> partials;  // one per band
+
+  int64_t banding_threads() const { return kReproducibleThreads; }
+  void start(const Banding& bands) { partials.resize(bands.count); }
+
+  struct Writer {
+    SampledKernelGrads& sink;
+    SamplingRows<scalar_t> rows;
+    const SamplingKernels<scalar_t>& simd;
+    std::vector<acc_t> grad_x, grad_y;  // one output row
+    PartialSum<acc_t> partial;
+
+    void begin(int64_t, const Band& band) {
+      const Geometry& g = sink.g;
+      rows.compute(sink.offsets, band, band.y0 * g.s, band.y1 * g.s);
+      partial.first_row = rows.min_corner_row();
+      partial.rows = rows.max_corner_row() - rows.min_corner_row() + 1;
+      partial.values.assign(g.kk * partial.rows * g.W, acc_t(0));
+      grad_x.resize(g.OW);
+      grad_y.resize(g.OW);
+    }
+
+    void store(const Band& band, int64_t row, const acc_t* const* taps) {
+      const Geometry& g = sink.g;
+      const SamplePoints<acc_t> p = rows.points(row);
+      std::fill(grad_x.begin(), grad_x.end(), acc_t(0));
+      std::fill(grad_y.begin(), grad_y.end(), acc_t(0));
+      for (int64_t t = 0; t < g.kk; ++t) {
+        simd.coordinate_grads(
+            g.space_plane(sink.space, band.n, band.group, t), p, taps[t],
+            g.OW, grad_x.data(), grad_y.data());
+      }
+      // dO, un-shuffled: pixel (y*s + a, x*s + b) -> O[.., a*s + b, y, x].
+      const int64_t hw = g.H * g.W, ss = g.s * g.s;
+      const int64_t y = row / g.s, a = row % g.s;
+      scalar_t* gox = sink.grad_offsets +
+                      ((band.n * g.G + band.group) * 2 * ss + a * g.s) * hw +
+                      y * g.W;
+      scalar_t* goy = gox + ss * hw;
+      const acc_t* gate_x = rows.gate_x(row);
+      const acc_t* gate_y = rows.gate_y(row);
+      for (int64_t x = 0; x < g.W; ++x) {
+        for (int64_t b = 0; b < g.s; ++b) {
+          const int64_t j = x * g.s + b;
+          gox[b * hw + x] = static_cast<scalar_t>(grad_x[j] * gate_x[j]);
+          goy[b * hw + x] = static_cast<scalar_t>(grad_y[j] * gate_y[j]);
+        }
+      }
+      // dS: scatter into this band's partial sum.
+      const int64_t shift = partial.first_row * g.W;
+      for (int64_t t = 0; t < g.kk; ++t) {
+        acc_t* plane = partial.values.data() + t * partial.rows * g.W;
+        const acc_t* dk = taps[t];
+        for (int64_t j = 0; j < g.OW; ++j) {
+          plane[p.index[0][j] - shift] += p.weight[0][j] * dk[j];
+          plane[p.index[1][j] - shift] += p.weight[1][j] * dk[j];
+          plane[p.index[2][j] - shift] += p.weight[2][j] * dk[j];
+          plane[p.index[3][j] - shift] += p.weight[3][j] * dk[j];
+        }
+      }
+    }
+
+    void end(int64_t unit, const Band&) {
+      sink.partials[unit] = std::move(partial);
+      partial = PartialSum<acc_t>();
+    }
+  };
+  Writer writer() {
+    return Writer{*this, SamplingRows<scalar_t>(g),
+                  sampling_kernels<scalar_t>(), {}, {}, {}};
+  }
+
+  // dS[n, g*k*k + t, row] = sum of the partials of (n, g) that cover the
+  // row, in band order.
+  void finish(const Banding& bands) {
+    const int64_t H = g.H, W = g.W;
+    at::parallel_for(0, g.N * g.G * H, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> sum(W);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t n = item / (g.G * H), group = (item / H) % g.G;
+        const int64_t row = item % H;
+        const int64_t first = bands.first_unit(n, group);
+        for (int64_t t = 0; t < g.kk; ++t) {
+          std::fill(sum.begin(), sum.end(), acc_t(0));
+          for (int64_t unit = first; unit < first + bands.per_map(); ++unit) {
+            const PartialSum<acc_t>& part = partials[unit];
+            if (row < part.first_row || row >= part.first_row + part.rows) {
+              continue;
+            }
+            const acc_t* src =
+                part.values.data() +
+                (t * part.rows + row - part.first_row) * W;
+            for (int64_t x = 0; x < W; ++x) sum[x] += src[x];
+          }
+          narrow_row(sum.data(), W,
+                     g.space_plane(grad_space, n, group, t) + row * W);
+        }
+      }
+    });
+  }
+};
+
+void check_inputs(const at::Tensor& features, const at::Tensor& kernel_space,
+                  const at::Tensor& offsets, int64_t kernel_size,
+                  int64_t group_size, int64_t scale_factor) {
+  constexpr const char* op = "dlu_reassemble";
+  const at::ScalarType dtype = features.scalar_type();
+  check_tensor(op, "features", features, dtype);
+  check_tensor(op, "kernel_space", kernel_space, dtype);
+  check_tensor(op, "offsets", offsets, dtype);
+  check_kernel_args(op, kernel_size, group_size, scale_factor);
+  const int64_t n = features.size(0), h = features.size(2),
+                w = features.size(3);
+  check_shape(op, "kernel_space", kernel_space,
+              {n, group_size * kernel_size * kernel_size, h, w},
+              "(N, G*k*k, H, W)");
+  check_shape(op, "offsets", offsets,
+              {n, group_size * 2 * scale_factor * scale_factor, h, w},
+              "(N, G*2*s*s, H, W)");
+  TORCH_CHECK(h * w <= std::numeric_limits<int32_t>::max(),
+              "dlu_mm._ext ", op, ": H*W must fit in 32 bits, got ", h, "x",
+              w);
+}
+
+}  // namespace
+
+at::Tensor dlu_reassemble_forward(const at::Tensor& features_in,
+                                  const at::Tensor& kernel_space_in,
+                                  const at::Tensor& offsets_in,
+                                  int64_t kernel_size, int64_t group_size,
+                                  int64_t scale_factor) {
+  check_inputs(features_in, kernel_space_in, offsets_in, kernel_size,
+               group_size, scale_factor);
+  const at::Tensor features = features_in.contiguous();
+  const at::Tensor space = kernel_space_in.contiguous();
+  const at::Tensor offsets = offsets_in.contiguous();
+  const Geometry g(features, kernel_size, group_size, scale_factor);
+  at::Tensor output =
+      empty_output({g.N, g.C, g.OH, g.OW}, features.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, features.scalar_type(),
+      "dlu_reassemble_forward", [&] {
+        const SampledKernels<scalar_t> source{
+            g, space.const_data_ptr<scalar_t>(),
+            offsets.const_data_ptr<scalar_t>()};
+        forward_kernel<scalar_t>(g, features.const_data_ptr<scalar_t>(),
+                                 source, output.mutable_data_ptr<scalar_t>());
+      });
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_reassemble_backward(
+    const at::Tensor& grad_output_in, const at::Tensor& features_in,
+    const at::Tensor& kernel_space_in, const at::Tensor& offsets_in,
+    int64_t kernel_size, int64_t group_size, int64_t scale_factor,
+    bool needs_features_grad, bool needs_sampling_grads) {
+  check_inputs(features_in, kernel_space_in, offsets_in, kernel_size,
+               group_size, scale_factor);
+  check_tensor("dlu_reassemble", "grad_output", grad_output_in,
+               features_in.scalar_type());
+  const at::Tensor features = features_in.contiguous();
+  const at::Tensor space = kernel_space_in.contiguous();
+  const at::Tensor offsets = offsets_in.contiguous();
+  const Geometry g(features, kernel_size, group_size, scale_factor);
+  check_shape("dlu_reassemble", "grad_output", grad_output_in,
+              {g.N, g.C, g.OH, g.OW}, "(N, C, sH, sW)");
+  const at::Tensor grad_output = grad_output_in.contiguous();
+
+  at::Tensor grad_features, grad_space, grad_offsets;
+  if (needs_features_grad) {
+    grad_features = empty_output(features.sizes(), features.options());
+  }
+  if (needs_sampling_grads) {
+    grad_space = at::empty(space.sizes(), space.options());
+    grad_offsets = at::empty(offsets.sizes(), offsets.options());
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, features.scalar_type(),
+      "dlu_reassemble_backward", [&] {
+        if (needs_features_grad) {
+          const SampledKernels<scalar_t> source{
+              g, space.const_data_ptr<scalar_t>(),
+              offsets.const_data_ptr<scalar_t>()};
+          features_grad_kernel<scalar_t>(
+              g, grad_output.const_data_ptr<scalar_t>(), source,
+              grad_features.mutable_data_ptr<scalar_t>());
+        }
+        if (needs_sampling_grads) {
+          SampledKernelGrads<scalar_t> sink{
+              g,
+              space.const_data_ptr<scalar_t>(),
+              offsets.const_data_ptr<scalar_t>(),
+              grad_space.mutable_data_ptr<scalar_t>(),
+              grad_offsets.mutable_data_ptr<scalar_t>(),
+              {}};
+          kernels_grad_kernel<scalar_t>(
+              g, grad_output.const_data_ptr<scalar_t>(),
+              features.const_data_ptr<scalar_t>(), sink);
+        }
+      });
+  return {grad_features, grad_space, grad_offsets};
+}
+
+}  // namespace dlu_mm

@@ -1,0 +1,602 @@
+/*
+ * The CARAFE-style reassembly kernels of dlu_mm._ext (CPU, OpenMP), generic
+ * in where the reassembly kernels come from, so that one implementation
+ * serves mmcv-style stored kernels (reassemble_cpu.cpp) and DLU's kernel
+ * space sampled on the fly (dlu_reassemble_cpu.cpp).
+ *
+ * Notation: features X (N, C, H, W); reassembly kernels K (N, G*k*k, sH,
+ * sW); output Y (N, C, sH, sW); s = scale factor, r = (k - 1) / 2,
+ * Cg = ceil(C / G), channel c belongs to group g = c / Cg (mmcv's rule; the
+ * last groups may hold fewer channels, or none), tap = dy*k + dx, and X is 0
+ * outside [0, H) x [0, W).
+ *
+ *   Y[n,c,i,j]  = sum_{dy,dx<k} K[n,g*k*k+tap,i,j] * X[n,c,i/s+dy-r,j/s+dx-r]
+ *   dX[n,c,y,x] = sum over (i, j, dy, dx) with i/s+dy-r == y, j/s+dx-r == x
+ *                 of dY[n,c,i,j] * K[n,g*k*k+tap,i,j]
+ *   dK[n,g*k*k+tap,i,j]
+ *               = sum_{c in group g} dY[n,c,i,j] * X[n,c,i/s+dy-r,j/s+dx-r]
+ *
+ * How the work is laid out:
+ *   * A feature row is widened once into an "upsampled row"
+ *     U[t] = X[row][t/s - r], t < s*(W+k-1) (zeros outside the map), so that
+ *     X[i/s+dy-r][j/s+dx-r] = U_dy[j + s*dx]: every tap reads U contiguously.
+ *   * All three directions then reduce to one primitive, sum_products()
+ *     (simd.h): for small blocks of output rows p < P, q < Q,
+ *         out[p][q][j] (+)= sum_t lhs[p][t][j] * rhs[q][t][j]
+ *     over lists of row pointers.
+ *       forward: p = output row i of a block row, q = channel;
+ *                t = (dy, dx), lhs = K rows, rhs = shifted U rows.
+ *       dX:      a gather: for input row y and channel q,
+ *                  E[t'] = sum_{dy,a,dx} K[tap, row][t' - s*dx]
+ *                                        * dY[q, row][t' - s*dx]
+ *                with row = (y+r-dy)*s + a; then
+ *                  dX[q, y, x] = sum_{b<s} E[(x+r)*s + b].
+ *       dK:      p = output row, q = dx; t = channel (of a block of channels).
+ *   * Work units are bands of a few input rows of one group of one image,
+ *     spread over threads with at::parallel_for; the rows of a band share the
+ *     feature / gradient rows loaded for it. Every output element is written
+ *     by exactly one unit, and the order of its additions does not depend on
+ *     the banding or the thread count: no atomics, deterministic results.
+ *   * The kernels are read through a KernelSource, whose per-thread loader
+ *     is told which output rows a band will read (prepare) and then fills
+ *     one tap row at a time (load) into the band's scratch; dK rows go to a
+ *     KernelGradSink's per-thread writer, one output row (all taps) at a
+ *     time. Neither ever needs the whole (N, G*k*k, sH, sW) tensor.
+ * Scratch memory is per thread and about a band's worth of kernel rows
+ * (kept under ~512 KiB). Half types (float16, bfloat16) are widened to
+ * float when read, accumulated in float and rounded once when stored;
+ * float64 accumulates in double.
+ */
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "simd.h"
+
+namespace dlu_mm {
+
+// ---------------------------------------------------------------------------
+// Geometry, work units and row helpers.
+
+struct Geometry {
+  int64_t N, C, H, W;  // features
+  int64_t k, G, s;     // kernel size, groups, scale factor
+  int64_t r, kk, Cg;   // (k - 1) / 2, k * k, ceil(C / G)
+  int64_t OH, OW;      // output size s*H, s*W
+  int64_t span;        // s * (W + k - 1): length of an upsampled feature row
+
+  Geometry(const at::Tensor& features, int64_t kernel_size, int64_t groups,
+           int64_t scale)
+      : N(features.size(0)), C(features.size(1)), H(features.size(2)),
+        W(features.size(3)), k(kernel_size), G(groups), s(scale),
+        r((kernel_size - 1) / 2), kk(kernel_size * kernel_size),
+        Cg((features.size(1) + groups - 1) / groups),
+        OH(scale * features.size(2)), OW(scale * features.size(3)),
+        span(scale * (features.size(3) + kernel_size - 1)) {}
+
+  // Channels of group `group`: [group*Cg, group*Cg + count), as in mmcv's
+  // CARAFE (the last groups hold fewer, or none, when G does not divide C).
+  int64_t group_channels(int64_t group) const {
+    return std::clamp<int64_t>(C - group * Cg, 0, Cg);
+  }
+
+  // Row y of channel c of image n of an (N, C, H, W) tensor.
+  template <typename T>
+  T* feature_row(T* base, int64_t n, int64_t c, int64_t y) const {
+    return base + ((n * C + c) * H + y) * W;
+  }
+  // Row i of channel c of image n of an (N, C, sH, sW) tensor.
+  template <typename T>
+  T* output_row(T* base, int64_t n, int64_t c, int64_t i) const {
+    return base + ((n * C + c) * OH + i) * OW;
+  }
+  // Row i of kernel tap `tap` of group `group` of image n of an
+  // (N, G*k*k, sH, sW) tensor (the masks).
+  template <typename T>
+  T* mask_row(T* base, int64_t n, int64_t group, int64_t tap,
+              int64_t i) const {
+    return base + (((n * G + group) * kk + tap) * OH + i) * OW;
+  }
+  // Plane of tap `tap` of group `group` of image n of an (N, G*k*k, H, W)
+  // tensor (DLU's kernel space).
+  template <typename T>
+  T* space_plane(T* base, int64_t n, int64_t group, int64_t tap) const {
+    return base + ((n * G + group) * kk + tap) * H * W;
+  }
+};
+
+// A work unit: input rows [y0, y1) of one group of one image.
+struct Band {
+  int64_t n, group, y0, y1;
+};
+
+// The thread count that bands are sized for where a result may not depend on
+// the banding (DLU's kernel-space gradient sums per band): a constant, so
+// that the bands, and with them the results, are the same at any number of
+// threads.
+constexpr int64_t kReproducibleThreads = 8;
+
+class Banding {
+ public:
+  // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
+  // are at most kMaxRows rows, small enough for about kUnitsPerThread units
+  // per thread of `threads` (load balance) and for their scratch to stay in
+  // L2.
+  Banding(const Geometry& g, int64_t row_bytes, int64_t threads) : g_(g) {
+    constexpr int64_t kMaxRows = 8;
+    constexpr int64_t kScratchBytes = 512 * 1024;
+    constexpr int64_t kUnitsPerThread = 8;
+    const int64_t balanced = g.N * g.G * g.H / (kUnitsPerThread * threads);
+    const int64_t fitting = kScratchBytes / std::max<int64_t>(1, row_bytes);
+    rows = std::clamp<int64_t>(std::min(balanced, fitting), 1, kMaxRows);
+    per_map_ = (g.H + rows - 1) / rows;
+    count = g.N * g.G * per_map_;
+  }
+
+  Band operator[](int64_t unit) const {
+    const int64_t y0 = (unit % per_map_) * rows;
+    return {unit / (g_.G * per_map_), (unit / per_map_) % g_.G, y0,
+            std::min(g_.H, y0 + rows)};
+  }
+
+  // The bands of image n, group `group`: units [first, first + per_map).
+  int64_t first_unit(int64_t n, int64_t group) const {
+    return (n * g_.G + group) * per_map_;
+  }
+  int64_t per_map() const { return per_map_; }
+
+  int64_t rows;   // input rows per band (the last one may have fewer)
+  int64_t count;  // number of bands
+
+ private:
+  const Geometry& g_;
+  int64_t per_map_;
+};
+
+// The dy taps whose row index stays inside the map: [lo, hi).
+struct TapRange {
+  int64_t lo, hi;
+};
+
+// Forward / dK: output row block y reads input rows y + dy - r.
+inline TapRange taps_reading_from(const Geometry& g, int64_t y) {
+  return {std::max<int64_t>(0, g.r - y), std::min(g.k, g.H + g.r - y)};
+}
+
+// dX: input row y is read by output row blocks y + r - dy.
+inline TapRange taps_reaching(const Geometry& g, int64_t y) {
+  return {std::max<int64_t>(0, y + g.r - g.H + 1), std::min(g.k, y + g.r + 1)};
+}
+
+template <typename scalar_t, typename acc_t>
+void widen_row(const scalar_t* src, int64_t n, acc_t* dst) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<acc_t>(src[j]);
+}
+
+template <typename acc_t, typename scalar_t>
+void narrow_row(const acc_t* src, int64_t n, scalar_t* dst) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<scalar_t>(src[j]);
+}
+
+// Loads the input rows [y0 - r, y1 + r) of channel c that lie inside the map
+// as upsampled rows U[t] = X[row][t/s - r] (t < span, zero outside the map),
+// so that X[row][j/s + dx - r] == U[j + s*dx]. Row y0 - r + m goes to
+// rows + m*span; `widened` holds W elements for half-precision inputs.
+template <typename scalar_t, typename acc_t>
+void load_feature_rows(const Geometry& g, const scalar_t* features,
+                       const Band& band, int64_t c, acc_t* widened,
+                       acc_t* rows) {
+  const int64_t first = band.y0 - g.r;
+  for (int64_t y = std::max<int64_t>(0, first);
+       y < std::min(g.H, band.y1 + g.r); ++y) {
+    const scalar_t* src = g.feature_row(features, band.n, c, y);
+    const acc_t* x;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      x = src;
+    } else {
+      widen_row(src, g.W, widened);
+      x = widened;
+    }
+    simd_kernels<acc_t>().upsample_row(x, g.W, g.s, g.s * g.r,
+                                       rows + (y - first) * g.span);
+  }
+}
+
+// Channels per sum_products() call in the forward pass and in dX (Q).
+constexpr int64_t kChannelTile = 4;
+// Channels summed per sum_products() call in dK (its terms).
+constexpr int64_t kChannelBlock = 16;
+
+// ---------------------------------------------------------------------------
+// Forward.
+
+// `source` makes, once per thread, a loader of the reassembly kernels (see
+// StoredKernels below and DLU's SampledKernels).
+template <typename scalar_t, typename KernelSource>
+void forward_kernel(const Geometry& g, const scalar_t* features,
+                    const KernelSource& source, scalar_t* output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
+  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
+                      at::get_num_threads());
+  const int64_t B = bands.rows;
+  const int64_t window = B + g.k - 1;  // input rows read by a band
+  const int64_t tile = std::min(kChannelTile, g.Cg);
+  const auto sum_products = simd_kernels<acc_t>().sum_products;
+  at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
+    // Kernel rows [y - y0][a][tap]; upsampled feature rows
+    // [channel][window row]; term lists: kernel rows [y - y0][a][term] and
+    // shifted feature rows [y - y0][channel][term], term = (dy - lo)*k + dx.
+    std::vector<acc_t> kernel_rows(B * g.s * g.kk * g.OW);
+    std::vector<acc_t> feature_rows(tile * window * g.span);
+    std::vector<acc_t> widened_rows(
+        widened ? std::max(g.W, kMaxLhsRows * tile * g.OW) : 0);
+    std::vector<const acc_t*> kernel_terms(B * g.s * g.kk);
+    std::vector<const acc_t*> feature_terms(B * tile * g.kk);
+    std::vector<int64_t> terms(B);
+    std::vector<acc_t*> out(kMaxLhsRows * tile);
+    auto kernels = source.loader();
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const Band band = bands[unit];
+      const int64_t group_channels = g.group_channels(band.group);
+      if (group_channels == 0) continue;
+      kernels.prepare(band, band.y0 * g.s, band.y1 * g.s);
+      for (int64_t y = band.y0; y < band.y1; ++y) {
+        const int64_t yb = y - band.y0;
+        const TapRange dys = taps_reading_from(g, y);
+        terms[yb] = (dys.hi - dys.lo) * g.k;
+        for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+          for (int64_t dx = 0; dx < g.k; ++dx) {
+            const int64_t tap = dy * g.k + dx;
+            const int64_t term = (dy - dys.lo) * g.k + dx;
+            for (int64_t a = 0; a < g.s; ++a) {
+              acc_t* row =
+                  kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW;
+              kernels.load(band, y * g.s + a, tap, row);
+              kernel_terms[(yb * g.s + a) * g.kk + term] = row;
+            }
+            for (int64_t ci = 0; ci < tile; ++ci) {
+              feature_terms[(yb * tile + ci) * g.kk + term] =
+                  feature_rows.data() + (ci * window + yb + dy) * g.span +
+                  g.s * dx;
+            }
+          }
+        }
+      }
+      for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
+        const int64_t channels = std::min(tile, group_channels - c0);
+        const int64_t c_first = band.group * g.Cg + c0;
+        for (int64_t ci = 0; ci < channels; ++ci) {
+          load_feature_rows(g, features, band, c_first + ci,
+                            widened_rows.data(),
+                            feature_rows.data() + ci * window * g.span);
+        }
+        for (int64_t y = band.y0; y < band.y1; ++y) {
+          const int64_t yb = y - band.y0;
+          for (int64_t a0 = 0; a0 < g.s; a0 += kMaxLhsRows) {
+            const int64_t rows = std::min(kMaxLhsRows, g.s - a0);
+            for (int64_t p = 0; p < rows; ++p) {
+              for (int64_t q = 0; q < channels; ++q) {
+                if constexpr (widened) {
+                  out[p * channels + q] =
+                      widened_rows.data() + (p * channels + q) * g.OW;
+                } else {
+                  out[p * channels + q] = g.output_row(
+                      output, band.n, c_first + q, y * g.s + a0 + p);
+                }
+              }
+            }
+            sum_products({kernel_terms.data() + (yb * g.s + a0) * g.kk, g.kk,
+                          feature_terms.data() + yb * tile * g.kk, g.kk,
+                          out.data(), rows, channels, terms[yb], g.OW,
+                          false});
+            if constexpr (widened) {
+              for (int64_t p = 0; p < rows; ++p) {
+                for (int64_t q = 0; q < channels; ++q) {
+                  narrow_row(out[p * channels + q], g.OW,
+                             g.output_row(output, band.n, c_first + q,
+                                          y * g.s + a0 + p));
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Gradient with respect to the features: a gather, for each input row y,
+// over the output rows (y + r - dy)*s + a that read it.
+
+template <typename scalar_t, typename KernelSource>
+void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
+                          const KernelSource& source,
+                          scalar_t* grad_features) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
+  // Rows are stored with `pad` zeros on both sides so that every term of E,
+  // shifted by s*dx, can be read over the whole span without bounds checks.
+  const int64_t pad = g.s * (g.k - 1);
+  const int64_t padded = g.OW + 2 * pad;
+  const Banding bands(g, g.s * g.kk * padded * sizeof(acc_t),
+                      at::get_num_threads());
+  const int64_t B = bands.rows;
+  const int64_t window = B + g.k - 1;  // output row blocks read by a band
+  const int64_t row_terms = g.k * g.s * g.k;
+  const int64_t tile = std::min(kChannelTile, g.Cg);
+  const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
+  at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
+    // Kernel rows [y - y0][term] and output-gradient rows
+    // [channel][block - (y0 - r)][a], both zero-padded; term lists: shifted
+    // kernel rows [y - y0][term] and shifted gradient rows
+    // [y - y0][channel][term], term = ((dy - lo)*s + a)*k + dx.
+    std::vector<acc_t> kernel_rows(B * row_terms * padded, acc_t(0));
+    std::vector<acc_t> grad_rows(tile * window * g.s * padded, acc_t(0));
+    std::vector<acc_t> spread(tile * g.span);  // E per channel
+    std::vector<acc_t> widened_row(widened ? g.W : 0);
+    std::vector<const acc_t*> kernel_terms(B * row_terms);
+    std::vector<const acc_t*> grad_terms(B * tile * row_terms);
+    std::vector<int64_t> terms(B);
+    std::vector<acc_t*> out(tile);
+    for (int64_t ci = 0; ci < tile; ++ci) out[ci] = spread.data() + ci * g.span;
+    auto kernels = source.loader();
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const Band band = bands[unit];
+      const int64_t group_channels = g.group_channels(band.group);
+      if (group_channels == 0) continue;
+      const int64_t first_block = band.y0 - g.r;
+      kernels.prepare(band, std::max<int64_t>(0, first_block) * g.s,
+                      std::min(g.H, band.y1 + g.r) * g.s);
+      for (int64_t y = band.y0; y < band.y1; ++y) {
+        const int64_t yb = y - band.y0;
+        const TapRange dys = taps_reaching(g, y);
+        int64_t term = 0;
+        for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+          const int64_t block = y + g.r - dy;
+          for (int64_t a = 0; a < g.s; ++a) {
+            for (int64_t dx = 0; dx < g.k; ++dx, ++term) {
+              acc_t* row =
+                  kernel_rows.data() + (yb * row_terms + term) * padded + pad;
+              kernels.load(band, block * g.s + a, dy * g.k + dx, row);
+              kernel_terms[yb * row_terms + term] = row - g.s * dx;
+              for (int64_t ci = 0; ci < tile; ++ci) {
+                grad_terms[(yb * tile + ci) * row_terms + term] =
+                    grad_rows.data() +
+                    ((ci * window + block - first_block) * g.s + a) * padded +
+                    pad - g.s * dx;
+              }
+            }
+          }
+        }
+        terms[yb] = term;
+      }
+      for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
+        const int64_t channels = std::min(tile, group_channels - c0);
+        const int64_t c_first = band.group * g.Cg + c0;
+        for (int64_t ci = 0; ci < channels; ++ci) {
+          for (int64_t block = std::max<int64_t>(0, first_block);
+               block < std::min(g.H, band.y1 + g.r); ++block) {
+            for (int64_t a = 0; a < g.s; ++a) {
+              widen_row(
+                  g.output_row(grad_output, band.n, c_first + ci,
+                               block * g.s + a),
+                  g.OW,
+                  grad_rows.data() +
+                      ((ci * window + block - first_block) * g.s + a) *
+                          padded +
+                      pad);
+            }
+          }
+        }
+        for (int64_t y = band.y0; y < band.y1; ++y) {
+          const int64_t yb = y - band.y0;
+          simd.sum_products({kernel_terms.data() + yb * row_terms, row_terms,
+                             grad_terms.data() + yb * tile * row_terms,
+                             row_terms, out.data(), 1, channels, terms[yb],
+                             g.span, false});
+          for (int64_t ci = 0; ci < channels; ++ci) {
+            // dX[y][x] = sum_{b < s} E[(x + r)*s + b]
+            scalar_t* dst =
+                g.feature_row(grad_features, band.n, c_first + ci, y);
+            const acc_t* src = out[ci] + g.r * g.s;
+            if constexpr (widened) {
+              simd.downsample_row(src, g.W, g.s, widened_row.data());
+              narrow_row(widened_row.data(), g.W, dst);
+            } else {
+              simd.downsample_row(src, g.W, g.s, dst);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Gradient with respect to the reassembly kernels, dK: a sum over the
+// channels of a group, kChannelBlock channels (the terms) per sum_products()
+// call. `sink` makes, once per thread, a writer that is handed the band's
+// dK rows (all k*k taps of one output row at a time; see StoredKernelGrads
+// below and DLU's SampledKernelGrads) and sizes the bands.
+
+template <typename scalar_t, typename KernelGradSink>
+void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
+                         const scalar_t* features, KernelGradSink& sink) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
+  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
+                      sink.banding_threads());
+  sink.start(bands);
+  const int64_t B = bands.rows;
+  const int64_t window = B + g.k - 1;  // input rows read by a band
+  const int64_t block = std::min(kChannelBlock, g.Cg);
+  // The k taps dx of a kernel row, in near-equal tiles of <= kMaxRhsRows.
+  const int64_t dx_tiles = (g.k + kMaxRhsRows - 1) / kMaxRhsRows;
+  const auto sum_products = simd_kernels<acc_t>().sum_products;
+  at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
+    // dK rows of the band [y - y0][a][tap]; upsampled feature rows
+    // [channel][window row]; term lists (t = channel of the block):
+    // output-gradient rows [y - y0][a][channel] and shifted feature rows
+    // [dx][channel] of the current (y, dy).
+    std::vector<acc_t> grad_kernel_rows(B * g.s * g.kk * g.OW);
+    std::vector<acc_t> feature_rows(block * window * g.span);
+    std::vector<acc_t> grad_rows(widened ? block * B * g.s * g.OW : 0);
+    std::vector<acc_t> widened_row(widened ? g.W : 0);
+    std::vector<const acc_t*> grad_terms(B * g.s * block);
+    std::vector<const acc_t*> feature_terms(g.k * block);
+    std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
+    std::vector<const acc_t*> taps(g.kk);
+    auto writer = sink.writer();
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const Band band = bands[unit];
+      const int64_t group_channels = g.group_channels(band.group);
+      writer.begin(unit, band);
+      for (int64_t c0 = 0; c0 < group_channels; c0 += block) {
+        const int64_t channels = std::min(block, group_channels - c0);
+        for (int64_t ci = 0; ci < channels; ++ci) {
+          const int64_t c = band.group * g.Cg + c0 + ci;
+          load_feature_rows(g, features, band, c, widened_row.data(),
+                            feature_rows.data() + ci * window * g.span);
+          for (int64_t y = band.y0; y < band.y1; ++y) {
+            for (int64_t a = 0; a < g.s; ++a) {
+              const int64_t slot = ((y - band.y0) * g.s + a) * block + ci;
+              const scalar_t* src =
+                  g.output_row(grad_output, band.n, c, y * g.s + a);
+              if constexpr (widened) {
+                acc_t* row = grad_rows.data() + slot * g.OW;
+                widen_row(src, g.OW, row);
+                grad_terms[slot] = row;
+              } else {
+                grad_terms[slot] = src;
+              }
+            }
+          }
+        }
+        for (int64_t y = band.y0; y < band.y1; ++y) {
+          const int64_t yb = y - band.y0;
+          const TapRange dys = taps_reading_from(g, y);
+          for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+            for (int64_t dx = 0; dx < g.k; ++dx) {
+              for (int64_t ci = 0; ci < channels; ++ci) {
+                feature_terms[dx * block + ci] = feature_rows.data() +
+                    (ci * window + yb + dy) * g.span + g.s * dx;
+              }
+            }
+            for (int64_t a0 = 0; a0 < g.s; a0 += kMaxLhsRows) {
+              const int64_t rows = std::min(kMaxLhsRows, g.s - a0);
+              for (int64_t tile = 0, dx0 = 0; tile < dx_tiles; ++tile) {
+                const int64_t cols = (g.k - dx0) / (dx_tiles - tile);
+                for (int64_t p = 0; p < rows; ++p) {
+                  for (int64_t q = 0; q < cols; ++q) {
+                    out[p * cols + q] = grad_kernel_rows.data() +
+                        ((yb * g.s + a0 + p) * g.kk + dy * g.k + dx0 + q) *
+                            g.OW;
+                  }
+                }
+                sum_products({grad_terms.data() + (yb * g.s + a0) * block,
+                              block, feature_terms.data() + dx0 * block,
+                              block, out.data(), rows, cols, channels, g.OW,
+                              c0 > 0});
+                dx0 += cols;
+              }
+            }
+          }
+        }
+      }
+      for (int64_t y = band.y0; y < band.y1; ++y) {
+        const TapRange dys = taps_reading_from(g, y);
+        for (int64_t a = 0; a < g.s; ++a) {
+          const int64_t row0 = ((y - band.y0) * g.s + a) * g.kk;
+          for (int64_t tap = 0; tap < g.kk; ++tap) {
+            acc_t* row = grad_kernel_rows.data() + (row0 + tap) * g.OW;
+            const int64_t dy = tap / g.k;
+            if (group_channels == 0 || dy < dys.lo || dy >= dys.hi) {
+              // no channel, or the tap reads only the zero border
+              std::fill(row, row + g.OW, acc_t(0));
+            }
+            taps[tap] = row;
+          }
+          writer.store(band, y * g.s + a, taps.data());
+        }
+      }
+      writer.end(unit, band);
+    }
+  });
+  sink.finish(bands);
+}
+
+
+// ---------------------------------------------------------------------------
+// A new, not yet written tensor of `shape`, whose large buffers may be
+// backed by transparent huge pages. A multi-megabyte buffer comes straight
+// from mmap, and touching it the first time costs a page fault every 4 KiB:
+// for a 1x256x240x240 float32 output that is more than half of the forward
+// pass. MADV_HUGEPAGE (Linux, THP in "madvise" or "always" mode) makes it
+// one fault every 2 MiB. It only advises the kernel, about this buffer's own
+// 2 MiB-aligned pages: the values, and what other tensors get, do not change.
+inline at::Tensor empty_output(at::IntArrayRef shape,
+                               const at::TensorOptions& opts) {
+  at::Tensor out = at::empty(shape, opts);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t last = (begin + out.nbytes()) & ~(kHugePage - 1);
+  if (out.nbytes() >= 4 * kHugePage && last > first) {
+    // Advice only: where THP is off or this fails, the buffer keeps 4 KiB
+    // pages and the kernels run as they would without it.
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
+}
+
+// Checks shared by the entry points: a CPU tensor of `name`, 4-D, of one of
+// the supported floating types and of `dtype`.
+inline void check_tensor(const char* op, const char* name,
+                         const at::Tensor& t, at::ScalarType dtype) {
+  TORCH_CHECK(t.device().is_cpu(), "dlu_mm._ext ", op, ": ", name,
+              " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 4, "dlu_mm._ext ", op, ": ", name,
+              " must be 4-D, got shape ", t.sizes());
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble ||
+                  dtype == at::kHalf || dtype == at::kBFloat16,
+              "dlu_mm._ext ", op, ": tensors must be float32, float64, "
+              "float16 or bfloat16, got ", dtype);
+  TORCH_CHECK(t.scalar_type() == dtype, "dlu_mm._ext ", op, ": ", name,
+              " must have dtype ", dtype, ", got ", t.scalar_type());
+}
+
+inline void check_shape(const char* op, const char* name, const at::Tensor& t,
+                        const std::vector<int64_t>& expected,
+                        const char* layout) {
+  TORCH_CHECK(t.sizes() == at::IntArrayRef(expected), "dlu_mm._ext ", op,
+              ": ", name, " must have shape ", layout, " = ",
+              at::IntArrayRef(expected), ", got ", t.sizes());
+}
+
+inline void check_kernel_args(const char* op, int64_t kernel_size,
+                              int64_t group_size, int64_t scale_factor) {
+  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1, "dlu_mm._ext ", op,
+              ": kernel_size must be a positive odd integer, got ",
+              kernel_size);
+  TORCH_CHECK(group_size >= 1, "dlu_mm._ext ", op,
+              ": group_size must be >= 1, got ", group_size);
+  TORCH_CHECK(scale_factor >= 1, "dlu_mm._ext ", op,
+              ": scale_factor must be >= 1, got ", scale_factor);
+}
+
+}  // namespace dlu_mm

@@ -1,0 +1,413 @@
+/*
+ * SIMD primitives of the CPU kernels (dlu_mm._ext), written with GNU vector
+ * extensions and compiled three times -- for AVX-512 (x86-64-v4 features),
+ * AVX2 + FMA (x86-64-v3) and the baseline instruction set -- with the
+ * widest one this CPU runs chosen once at run time. The instruction sets
+ * are named by their features (GCC >= 5 and clang accept these target
+ * attributes; the "x86-64-v4" names need GCC >= 12).
+ *
+ *   sum_products():   out[p][q][j] (+)= sum_t lhs[p][t][j] * rhs[q][t][j]
+ *                     (all reassembly directions reduce to this);
+ *   upsample_row() / downsample_row(): nearest widening of a feature row
+ *                     and the matching sums of s neighbours;
+ *   sample_row() / coordinate_grads(): DLU's bilinear kernel sampling of
+ *                     one kernel-space tap at a row of sampling points, and
+ *                     its derivative with respect to the coordinates.
+ */
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace dlu_mm {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DLU_X86_DISPATCH 1
+#define DLU_TARGET_AVX2                                                    \
+  __attribute__((target("avx2,fma,bmi,bmi2,lzcnt,popcnt,f16c,movbe")))
+#define DLU_TARGET_AVX512                                                  \
+  __attribute__((target("avx512f,avx512bw,avx512cd,avx512dq,avx512vl,"    \
+                        "avx2,fma,bmi,bmi2,lzcnt,popcnt,f16c,movbe")))
+#endif
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+// The widest instruction set this CPU runs (checked feature by feature).
+inline Isa cpu_isa() {
+#ifdef DLU_X86_DISPATCH
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") &&
+                      __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("bmi2");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512vl");
+    return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kBaseline;
+  }();
+  return isa;
+#else
+  return Isa::kBaseline;
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// SIMD primitives, written with GNU vector extensions.
+
+// For p < P, q < Q and j < n:
+//   out[p*Q + q][j] (+)= sum_{t < terms} lhs[p*lhs_stride + t][j]
+//                                        * rhs[q*rhs_stride + t][j]
+// ("+=" when accumulate). P <= kMaxLhsRows, Q <= kMaxRhsRows.
+template <typename acc_t>
+struct RowProducts {
+  const acc_t* const* lhs;
+  int64_t lhs_stride;
+  const acc_t* const* rhs;
+  int64_t rhs_stride;
+  acc_t* const* out;
+  int64_t P, Q, terms, n;
+  bool accumulate;
+};
+
+constexpr int64_t kMaxLhsRows = 2;
+constexpr int64_t kMaxRhsRows = 5;
+
+template <typename acc_t, int kBytes>
+struct Vec {
+  typedef acc_t type __attribute__((vector_size(kBytes)));
+};
+
+// Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers. The
+// small loops are unrolled explicitly so that the arrays live in registers
+// (GCC otherwise keeps them on the stack in the AVX2 build).
+template <typename acc_t, int kBytes, int P, int Q, int V>
+inline __attribute__((always_inline)) void products_chunk(
+    const RowProducts<acc_t>& rp, int64_t j0) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  vec acc[P][Q][V] = {};
+  for (int64_t t = 0; t < rp.terms; ++t) {
+    vec right[Q][V];
+    #pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      const acc_t* row = rp.rhs[q * rp.rhs_stride + t] + j0;
+      #pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) {
+        __builtin_memcpy(&right[q][v], row + v * lanes, kBytes);
+      }
+    }
+    #pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      const acc_t* row = rp.lhs[p * rp.lhs_stride + t] + j0;
+      #pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) {
+        vec left;
+        __builtin_memcpy(&left, row + v * lanes, kBytes);
+        #pragma GCC unroll 8
+        for (int q = 0; q < Q; ++q) acc[p][q][v] += left * right[q][v];
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    #pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      #pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) {
+        acc_t* dst = rp.out[p * Q + q] + j0 + v * lanes;
+        if (rp.accumulate) {
+          vec old;
+          __builtin_memcpy(&old, dst, kBytes);
+          acc[p][q][v] += old;
+        }
+        __builtin_memcpy(dst, &acc[p][q][v], kBytes);
+      }
+    }
+  }
+}
+
+// One column j of a P x Q block.
+template <typename acc_t, int P, int Q>
+inline __attribute__((always_inline)) void products_column(
+    const RowProducts<acc_t>& rp, int64_t j) {
+  acc_t acc[P][Q] = {};
+  for (int64_t t = 0; t < rp.terms; ++t) {
+    #pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      const acc_t left = rp.lhs[p * rp.lhs_stride + t][j];
+      #pragma GCC unroll 8
+      for (int q = 0; q < Q; ++q) {
+        acc[p][q] += left * rp.rhs[q * rp.rhs_stride + t][j];
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    #pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      acc_t* dst = rp.out[p * Q + q] + j;
+      *dst = rp.accumulate ? *dst + acc[p][q] : acc[p][q];
+    }
+  }
+}
+
+template <typename acc_t, int kBytes, int P, int Q>
+inline __attribute__((always_inline)) void products_block(
+    const RowProducts<acc_t>& rp) {
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  // Registers (32 with AVX-512, else 16, a few kept free) for the P*Q*V sums
+  // and the Q*V rhs vectors of a term.
+  constexpr int registers = kBytes == 64 ? 28 : 14;
+  constexpr int V = std::clamp(registers / (Q * (P + 1)), 1, 4);
+  int64_t j0 = 0;
+  for (; j0 + V * lanes <= rp.n; j0 += V * lanes) {
+    products_chunk<acc_t, kBytes, P, Q, V>(rp, j0);
+  }
+  for (; j0 + lanes <= rp.n; j0 += lanes) {
+    products_chunk<acc_t, kBytes, P, Q, 1>(rp, j0);
+  }
+  if (j0 < rp.n && rp.n >= lanes && !rp.accumulate) {
+    // Recompute the last full vector: the overlapping columns get the same
+    // values from the same operations, so this is exact.
+    products_chunk<acc_t, kBytes, P, Q, 1>(rp, rp.n - lanes);
+    return;
+  }
+  for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q>(rp, j0);
+}
+
+template <typename acc_t, int kBytes, int P>
+inline __attribute__((always_inline)) void products_lhs_rows(
+    const RowProducts<acc_t>& rp) {
+  static_assert(kMaxRhsRows == 5, "update the cases below");
+  switch (rp.Q) {
+    case 1: return products_block<acc_t, kBytes, P, 1>(rp);
+    case 2: return products_block<acc_t, kBytes, P, 2>(rp);
+    case 3: return products_block<acc_t, kBytes, P, 3>(rp);
+    case 4: return products_block<acc_t, kBytes, P, 4>(rp);
+    case 5: return products_block<acc_t, kBytes, P, 5>(rp);
+  }
+  TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
+}
+
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) void products_any(
+    const RowProducts<acc_t>& rp) {
+  static_assert(kMaxLhsRows == 2, "update the cases below");
+  switch (rp.P) {
+    case 1: return products_lhs_rows<acc_t, kBytes, 1>(rp);
+    case 2: return products_lhs_rows<acc_t, kBytes, 2>(rp);
+  }
+  TORCH_CHECK(false, "dlu_mm._ext: unsupported product block P=", rp.P);
+}
+
+// Nearest upsampling of a row with zero borders: u[t] = x[(t - border)/s]
+// for t < border + s*W + border, 0 where the source column is outside the row.
+template <typename acc_t>
+inline __attribute__((always_inline)) void upsample_row_impl(
+    const acc_t* __restrict x, int64_t W, int64_t s, int64_t border,
+    acc_t* __restrict u) {
+  std::fill(u, u + border, acc_t(0));
+  acc_t* dst = u + border;
+  if (s == 1) {
+    std::copy(x, x + W, dst);
+  } else if (s == 2) {  // the common case, vectorised as a lane permutation
+    for (int64_t col = 0; col < W; ++col) {
+      dst[2 * col] = x[col];
+      dst[2 * col + 1] = x[col];
+    }
+  } else {
+    for (int64_t col = 0; col < W; ++col) {
+      for (int64_t b = 0; b < s; ++b) dst[col * s + b] = x[col];
+    }
+  }
+  std::fill(dst + s * W, dst + s * W + border, acc_t(0));
+}
+
+// Sums of s neighbours: dst[x] = sum_{b < s} src[x*s + b], x < W.
+template <typename acc_t>
+inline __attribute__((always_inline)) void downsample_row_impl(
+    const acc_t* __restrict src, int64_t W, int64_t s, acc_t* __restrict dst) {
+  if (s == 1) {
+    std::copy(src, src + W, dst);
+  } else if (s == 2) {
+    for (int64_t x = 0; x < W; ++x) dst[x] = src[2 * x] + src[2 * x + 1];
+  } else {
+    for (int64_t x = 0; x < W; ++x) {
+      acc_t sum = src[x * s];
+      for (int64_t b = 1; b < s; ++b) sum += src[x * s + b];
+      dst[x] = sum;
+    }
+  }
+}
+
+// The primitives for one instruction set.
+template <typename acc_t>
+struct SimdKernels {
+  void (*sum_products)(const RowProducts<acc_t>&);
+  void (*upsample_row)(const acc_t* x, int64_t W, int64_t s, int64_t border,
+                       acc_t* u);
+  void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
+};
+
+#define DLU_DEFINE_SIMD_KERNELS(name, attributes, bytes)                    \
+  template <typename acc_t>                                                 \
+  attributes void name##_sum_products(const RowProducts<acc_t>& rp) {       \
+    products_any<acc_t, bytes>(rp);                                         \
+  }                                                                         \
+  template <typename acc_t>                                                 \
+  attributes void name##_upsample_row(const acc_t* x, int64_t W, int64_t s, \
+                                      int64_t border, acc_t* u) {           \
+    upsample_row_impl<acc_t>(x, W, s, border, u);                           \
+  }                                                                         \
+  template <typename acc_t>                                                 \
+  attributes void name##_downsample_row(const acc_t* src, int64_t W,        \
+                                        int64_t s, acc_t* dst) {            \
+    downsample_row_impl<acc_t>(src, W, s, dst);                             \
+  }                                                                         \
+  template <typename acc_t>                                                 \
+  constexpr SimdKernels<acc_t> name##_kernels() {                           \
+    return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
+            &name##_downsample_row<acc_t>};                                 \
+  }
+
+#ifdef DLU_X86_DISPATCH
+DLU_DEFINE_SIMD_KERNELS(avx512, DLU_TARGET_AVX512, 64)
+DLU_DEFINE_SIMD_KERNELS(avx2, DLU_TARGET_AVX2, 32)
+#endif
+DLU_DEFINE_SIMD_KERNELS(baseline, , 16)
+
+// The widest instruction set this CPU runs, chosen once.
+template <typename acc_t>
+inline const SimdKernels<acc_t>& simd_kernels() {
+  static const SimdKernels<acc_t> kernels = [] {
+    switch (cpu_isa()) {
+#ifdef DLU_X86_DISPATCH
+      case Isa::kAvx512: return avx512_kernels<acc_t>();
+      case Isa::kAvx2: return avx2_kernels<acc_t>();
+#endif
+      default: return baseline_kernels<acc_t>();
+    }
+  }();
+  return kernels;
+}
+
+
+// ---------------------------------------------------------------------------
+// DLU's bilinear kernel sampling.
+
+// The sampling points of one output row of n pixels: the flat indices
+// y*W + x of the four corners (00 = (y0, x0), 01 = (y0, x1), 10 = (y1, x0),
+// 11 = (y1, x1)), their bilinear weights, and the fractions wx = x - x0,
+// wy = y - y0.
+template <typename acc_t>
+struct SamplePoints {
+  const int32_t* index[4];
+  const acc_t* weight[4];
+  const acc_t* wx;
+  const acc_t* wy;
+};
+
+// dst[j] = sum_corners weight[c][j] * plane[index[c][j]], in the order 00,
+// 01, 10, 11 (grid_sample's nw, ne, sw, se).
+template <typename scalar_t, typename acc_t>
+inline __attribute__((always_inline)) void sample_row_impl(
+    const scalar_t* __restrict plane, const SamplePoints<acc_t>& p, int64_t n,
+    acc_t* __restrict dst) {
+  const int32_t* __restrict i0 = p.index[0];
+  const int32_t* __restrict i1 = p.index[1];
+  const int32_t* __restrict i2 = p.index[2];
+  const int32_t* __restrict i3 = p.index[3];
+  const acc_t* __restrict w0 = p.weight[0];
+  const acc_t* __restrict w1 = p.weight[1];
+  const acc_t* __restrict w2 = p.weight[2];
+  const acc_t* __restrict w3 = p.weight[3];
+  for (int64_t j = 0; j < n; ++j) {
+    dst[j] = w0[j] * static_cast<acc_t>(plane[i0[j]]) +
+             w1[j] * static_cast<acc_t>(plane[i1[j]]) +
+             w2[j] * static_cast<acc_t>(plane[i2[j]]) +
+             w3[j] * static_cast<acc_t>(plane[i3[j]]);
+  }
+}
+
+// The derivative of the sampled tap with respect to the sampling point,
+// times the tap's gradient dk, added to gx / gy:
+//   gx[j] += dk[j] * ((1 - wy) (v01 - v00) + wy (v11 - v10))
+//   gy[j] += dk[j] * ((1 - wx) (v10 - v00) + wx (v11 - v01))
+template <typename scalar_t, typename acc_t>
+inline __attribute__((always_inline)) void coordinate_grads_impl(
+    const scalar_t* __restrict plane, const SamplePoints<acc_t>& p,
+    const acc_t* __restrict dk, int64_t n, acc_t* __restrict gx,
+    acc_t* __restrict gy) {
+  const int32_t* __restrict i0 = p.index[0];
+  const int32_t* __restrict i1 = p.index[1];
+  const int32_t* __restrict i2 = p.index[2];
+  const int32_t* __restrict i3 = p.index[3];
+  const acc_t* __restrict wx = p.wx;
+  const acc_t* __restrict wy = p.wy;
+  for (int64_t j = 0; j < n; ++j) {
+    const acc_t v00 = static_cast<acc_t>(plane[i0[j]]);
+    const acc_t v01 = static_cast<acc_t>(plane[i1[j]]);
+    const acc_t v10 = static_cast<acc_t>(plane[i2[j]]);
+    const acc_t v11 = static_cast<acc_t>(plane[i3[j]]);
+    gx[j] += dk[j] * ((acc_t(1) - wy[j]) * (v01 - v00) + wy[j] * (v11 - v10));
+    gy[j] += dk[j] * ((acc_t(1) - wx[j]) * (v10 - v00) + wx[j] * (v11 - v01));
+  }
+}
+
+template <typename scalar_t>
+struct SamplingKernels {
+  using acc_t = at::opmath_type<scalar_t>;
+  void (*sample_row)(const scalar_t* plane, const SamplePoints<acc_t>& p,
+                     int64_t n, acc_t* dst);
+  void (*coordinate_grads)(const scalar_t* plane,
+                           const SamplePoints<acc_t>& p, const acc_t* dk,
+                           int64_t n, acc_t* gx, acc_t* gy);
+};
+
+#define DLU_DEFINE_SAMPLING_KERNELS(name, attributes)                       \
+  template <typename scalar_t>                                              \
+  attributes void name##_sample_row(                                        \
+      const scalar_t* plane,                                                \
+      const SamplePoints<at::opmath_type<scalar_t>>& p, int64_t n,          \
+      at::opmath_type<scalar_t>* dst) {                                     \
+    sample_row_impl(plane, p, n, dst);                                      \
+  }                                                                         \
+  template <typename scalar_t>                                              \
+  attributes void name##_coordinate_grads(                                  \
+      const scalar_t* plane,                                                \
+      const SamplePoints<at::opmath_type<scalar_t>>& p,                     \
+      const at::opmath_type<scalar_t>* dk, int64_t n,                       \
+      at::opmath_type<scalar_t>* gx, at::opmath_type<scalar_t>* gy) {       \
+    coordinate_grads_impl(plane, p, dk, n, gx, gy);                         \
+  }                                                                         \
+  template <typename scalar_t>                                              \
+  constexpr SamplingKernels<scalar_t> name##_sampling_kernels() {           \
+    return {&name##_sample_row<scalar_t>,                                   \
+            &name##_coordinate_grads<scalar_t>};                            \
+  }
+
+#ifdef DLU_X86_DISPATCH
+DLU_DEFINE_SAMPLING_KERNELS(avx512, DLU_TARGET_AVX512)
+DLU_DEFINE_SAMPLING_KERNELS(avx2, DLU_TARGET_AVX2)
+#endif
+DLU_DEFINE_SAMPLING_KERNELS(baseline, )
+
+template <typename scalar_t>
+inline const SamplingKernels<scalar_t>& sampling_kernels() {
+  static const SamplingKernels<scalar_t> kernels = [] {
+    switch (cpu_isa()) {
+#ifdef DLU_X86_DISPATCH
+      case Isa::kAvx512: return avx512_sampling_kernels<scalar_t>();
+      case Isa::kAvx2: return avx2_sampling_kernels<scalar_t>();
+#endif
+      default: return baseline_sampling_kernels<scalar_t>();
+    }
+  }();
+  return kernels;
+}
+
+}  // namespace dlu_mm

@@ -1,0 +1,249 @@
+"""DLU's fused op (``dlu_mm.ops.dlu_reassemble``): the kernel space sampled
+at the offset points inside the reassembly.
+
+Every backend against the float64 loop reference of the paper's equations
+(``reference.dlu_reassemble``); the fused kernels against the unfused
+composition ``reassemble(features, sample_kernel_space(...))`` (forward and
+all three gradients, every dtype); gradcheck; grid_sample's one-sided
+derivative at integer points; results independent of the thread count;
+the registered custom op (opcheck, torch.compile); argument errors.
+"""
+import numpy as np
+import pytest
+import torch
+
+import reference
+from dlu_mm.ops import dlu_reassemble, reassemble, sample_kernel_space
+
+FUSED = [b for b in __import__('conftest').BACKENDS if b != 'torch']
+
+CASES = [  # (N, C, H, W, k, G, s)
+    (1, 4, 5, 3, 5, 1, 2),  # odd H, W
+    (2, 6, 4, 4, 3, 2, 3),  # batch, G = 2, s = 3
+    (1, 8, 3, 5, 5, 4, 4),  # G = 4, s = 4
+    (1, 4, 2, 3, 3, 1, 8),  # s = 8
+    (1, 3, 1, 9, 5, 1, 2),  # H = 1
+    (2, 4, 7, 1, 7, 2, 2),  # W = 1, k = 7
+    (1, 10, 6, 7, 3, 3, 3),  # G does not divide C: groups of 4, 4, 2
+    (1, 5, 4, 3, 3, 4, 2),  # groups of 2, 2, 1 and an empty one
+    (2, 36, 11, 17, 5, 2, 2),  # 18 channels a group, several row bands
+]
+CASE_IDS = ['x'.join(map(str, case)) for case in CASES]
+TOLERANCES = {torch.float64: 1e-12, torch.float32: 2e-5,
+              torch.float16: 2e-2, torch.bfloat16: 8e-2}
+
+
+def _inputs(n, c, h, w, k, g, s, dtype=torch.float64, offset_std=1.5):
+    """Features, a normalised kernel space, offsets that reach beyond the
+    border (std 1.5 px) and an output gradient, in ``dtype``. No offset is
+    an integer once rounded to ``dtype`` (bf16 rounds some to integers):
+    at integer points the derivative is one-sided, and the composition's
+    grid_sample, which works on rescaled coordinates, may land a rounding
+    error to either side of them (see the zero-offset test for them)."""
+    features = torch.randn(n, c, h, w, dtype=torch.float64)
+    space = torch.randn(n, g, k * k, h, w, dtype=torch.float64).mul(2)
+    space = space.softmax(2).reshape(n, g * k * k, h, w)
+    offsets = (torch.randn(n, g * 2 * s * s, h, w, dtype=torch.float64) *
+               offset_std).to(dtype)
+    offsets[offsets.double().frac() == 0] += 0.25
+    grad_output = torch.randn(n, c, h * s, w * s, dtype=torch.float64)
+    return [t.to(dtype) for t in (features, space, offsets, grad_output)]
+
+
+def _composition(features, space, offsets, k, g, s):
+    """The unfused reference path: sample every kernel, then reassemble."""
+    return reassemble(features, sample_kernel_space(space, offsets, s), k, g,
+                      s, backend='torch')
+
+
+def _forward_and_grads(fn, features, space, offsets, grad_output):
+    leaves = [t.detach().clone().requires_grad_() for t in
+              (features, space, offsets)]
+    out = fn(*leaves)
+    return (out.detach(), *torch.autograd.grad(out, leaves, grad_output))
+
+
+def _assert_close(actual, expected, dtype):
+    """Relative to the largest reference value, at the dtype's precision."""
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    tol = TOLERANCES[dtype]
+    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol,
+                               atol=tol * scale)
+
+
+@pytest.mark.parametrize('n,c,h,w,k,g,s', CASES, ids=CASE_IDS)
+def test_forward_matches_loop_reference(backend, n, c, h, w, k, g, s):
+    features, space, offsets, _ = _inputs(n, c, h, w, k, g, s)
+    out = dlu_reassemble(features, space, offsets, k, g, s)
+    assert out.shape == (n, c, h * s, w * s)
+    np.testing.assert_allclose(
+        out.numpy(), reference.dlu_reassemble(features, space, offsets, k, g,
+                                              s), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('backend_name', FUSED)
+@pytest.mark.parametrize('n,c,h,w,k,g,s', CASES, ids=CASE_IDS)
+def test_fused_equals_composition_float64(backend_name, n, c, h, w, k, g, s):
+    """Forward and the gradients to the features, the kernel space and the
+    offsets, to 1e-12."""
+    inputs = _inputs(n, c, h, w, k, g, s)
+    fused = _forward_and_grads(
+        lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s,
+                                        backend=backend_name), *inputs)
+    unfused = _forward_and_grads(
+        lambda x, sp, o: _composition(x, sp, o, k, g, s), *inputs)
+    for a, b in zip(fused, unfused):
+        _assert_close(a, b, torch.float64)
+
+
+@pytest.mark.parametrize('backend_name', FUSED)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16,
+                                   torch.bfloat16])
+@pytest.mark.parametrize('n,c,h,w,k,g,s', [CASES[1], CASES[6], CASES[8]],
+                         ids=[CASE_IDS[i] for i in (1, 6, 8)])
+def test_fused_in_each_dtype(backend_name, dtype, n, c, h, w, k, g, s):
+    """Low-precision inputs against the float64 composition of the same
+    (rounded) values: sums are accumulated in float32, so the error is the
+    dtype's rounding of the result."""
+    inputs = _inputs(n, c, h, w, k, g, s, dtype)
+    fused = _forward_and_grads(
+        lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s,
+                                        backend=backend_name), *inputs)
+    wide = [t.double() for t in inputs]
+    unfused = _forward_and_grads(
+        lambda x, sp, o: _composition(x, sp, o, k, g, s), *wide)
+    for a, b in zip(fused, unfused):
+        _assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize('n,c,h,w,k,g,s', [(1, 4, 3, 4, 3, 2, 2),
+                                           (2, 3, 4, 3, 3, 1, 3),
+                                           (1, 5, 3, 2, 3, 2, 2),
+                                           (1, 2, 1, 3, 3, 1, 2)])
+def test_gradcheck(backend, n, c, h, w, k, g, s):
+    features, space, offsets, _ = _inputs(n, c, h, w, k, g, s,
+                                          offset_std=0.7)
+    leaves = [t.requires_grad_() for t in (features, space, offsets)]
+    assert torch.autograd.gradcheck(
+        lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s), leaves)
+
+
+@pytest.mark.parametrize('backend_name', FUSED)
+def test_zero_offsets_take_grid_samples_one_sided_derivative(backend_name):
+    """At init the offsets are zero: every sampling point is an integer.
+    With H-1 and W-1 powers of two, grid_sample's normalised coordinates are
+    exact, so the composition sees the same integers: both must give its
+    derivative there -- towards the next pixel inside (the right-sided
+    finite difference), zero on the border."""
+    n, c, h, w, k, g, s = 1, 3, 5, 9, 3, 1, 2
+    features, space, _, grad_output = _inputs(n, c, h, w, k, g, s)
+    offsets = torch.zeros(n, g * 2 * s * s, h, w, dtype=torch.float64)
+    fused = _forward_and_grads(
+        lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s,
+                                        backend=backend_name),
+        features, space, offsets, grad_output)
+    unfused = _forward_and_grads(
+        lambda x, sp, o: _composition(x, sp, o, k, g, s), features, space,
+        offsets, grad_output)
+    for a, b in zip(fused, unfused):
+        _assert_close(a, b, torch.float64)
+    grad_offsets = fused[3]
+    eps = 1e-7
+
+    def loss(o):
+        return (dlu_reassemble(features, space, o, k, g, s,
+                               backend=backend_name) * grad_output).sum()
+
+    base = loss(offsets)
+    # interior points: the derivative towards the next pixel
+    for index in [(0, 0, 2, 3), (0, 4, 1, 1), (0, 7, 3, 5)]:
+        step = offsets.clone()
+        step[index] += eps
+        right = (loss(step) - base) / eps
+        assert right.abs() > 1e-3
+        torch.testing.assert_close(grad_offsets[index], right, rtol=1e-5,
+                                   atol=1e-6)
+    # on the border grid_sample's derivative is zero, on either side: x of
+    # sub-pixel (1, 0) (channel 2) in the last column, y of sub-pixel (0, 1)
+    # (channel 5) in the first row
+    assert grad_offsets[0, 2, :, 8].abs().max() == 0
+    assert grad_offsets[0, 5, 0, :].abs().max() == 0
+
+
+@pytest.mark.parametrize('backend_name', FUSED)
+def test_results_do_not_depend_on_thread_count(backend_name):
+    """The kernel space's gradient is a scatter summed per band: the bands,
+    and so every sum, must be the same at 1, 2 and 3 threads."""
+    inputs = _inputs(2, 12, 29, 19, 5, 2, 2, torch.float32, offset_std=4)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(_forward_and_grads(
+                lambda x, sp, o: dlu_reassemble(x, sp, o, 5, 2, 2,
+                                                backend=backend_name),
+                *inputs))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('backend_name', FUSED)
+def test_only_the_needed_gradients(backend_name):
+    features, space, offsets, grad_output = _inputs(1, 4, 4, 5, 3, 2, 2)
+    reference_grads = _forward_and_grads(
+        lambda x, sp, o: _composition(x, sp, o, 3, 2, 2), features, space,
+        offsets, grad_output)[1:]
+    for wanted in ((True, False, False), (False, True, False),
+                   (False, False, True), (False, True, True)):
+        leaves = [t.clone().requires_grad_(need)
+                  for t, need in zip((features, space, offsets), wanted)]
+        dlu_reassemble(*leaves, 3, 2, 2, backend=backend_name).backward(
+            grad_output)
+        for leaf, need, expected in zip(leaves, wanted, reference_grads):
+            if need:
+                _assert_close(leaf.grad, expected, torch.float64)
+            else:
+                assert leaf.grad is None
+
+
+def test_mixed_dtypes_are_promoted(backend):
+    features, space, offsets, _ = _inputs(1, 4, 3, 3, 3, 1, 2, torch.float32)
+    out = dlu_reassemble(features, space.bfloat16(), offsets.bfloat16(), 3,
+                         1, 2)
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize('backend_name', FUSED + ['torch'])
+def test_opcheck(backend_name):
+    """The custom ops' schema, fake kernels and autograd registration."""
+    from dlu_mm.ops.library import dlu_reassemble_op
+    features, space, offsets, _ = _inputs(1, 5, 3, 4, 3, 2, 2,
+                                           torch.float32)
+    args = [t.requires_grad_() for t in (features, space, offsets)]
+    torch.library.opcheck(dlu_reassemble_op,
+                          (*args, 3, 2, 2, backend_name))
+
+
+@pytest.mark.parametrize('call,error,match', [
+    (lambda x, sp, o: dlu_reassemble(x, sp[:, 1:], o, 3, 1, 2), ValueError,
+     r'kernel_space must have shape \(N, G\*k\*k, H, W\) = \(1, 9, 3, 4\)'),
+    (lambda x, sp, o: dlu_reassemble(x, sp, o[:, :4], 3, 1, 2), ValueError,
+     r'offsets must have shape \(N, G\*2\*s\*s, H, W\) = \(1, 8, 3, 4\)'),
+    (lambda x, sp, o: dlu_reassemble(x, sp, o, 4, 1, 2), ValueError,
+     'kernel_size must be a positive odd integer .* got 4'),
+    (lambda x, sp, o: dlu_reassemble(x, sp, o, 3, 0, 2), ValueError,
+     'group_size must be a positive integer, got 0'),
+    (lambda x, sp, o: dlu_reassemble(x[0], sp, o, 3, 1, 2), ValueError,
+     r'features must be a 4-D tensor \(N, C, H, W\)'),
+    (lambda x, sp, o: dlu_reassemble(x, sp, o, 3, 1, 2, backend='cuda'),
+     ValueError, "backend must be one of .*'native', 'triton', 'torch'"),
+])
+def test_argument_errors(call, error, match):
+    features, space, offsets, _ = _inputs(1, 4, 3, 4, 3, 1, 2)
+    with pytest.raises(error, match=match):
+        call(features, space, offsets)

@@ -11,6 +11,8 @@ from .layers import DLU, CARAFEPortable
 __version__ = '0.1.0'
 __all__ = ['DLU', 'CARAFEPortable', '__version__']
 
+if importlib.util.find_spec('mmengine') is not None:
+    from . import registration  # noqa: F401
 if importlib.util.find_spec('mmdet') is not None:
     from . import mmdet  # noqa: F401
 if importlib.util.find_spec('mmseg') is not None:

@@ -12,7 +12,8 @@ from dlu_mm.layers import CARAFEPortable
 @pytest.mark.parametrize('n,c,h,w,s,k,g,ke', [(1, 4, 4, 3, 2, 5, 1, 3),
                                                (2, 4, 3, 3, 3, 3, 2, 3),
                                                (1, 8, 2, 3, 4, 5, 4, 1),
-                                               (1, 2, 1, 2, 8, 3, 1, 3)])
+                                               (1, 2, 1, 2, 8, 3, 1, 3),
+                                               (1, 10, 3, 3, 2, 3, 4, 3)])
 def test_carafepack_state_dict_loads_and_matches_reference(
         backend, n, c, h, w, s, k, g, ke):
     pack = CARAFEPack(c, s, up_kernel=k, up_group=g, encoder_kernel=ke,
@@ -35,7 +36,9 @@ def test_kernels_match_carafepack_kernel_normalizer():
     x = torch.randn(2, 16, 5, 6)
     expected = pack.kernel_normalizer(
         pack.content_encoder(pack.channel_compressor(x)))
-    torch.testing.assert_close(m.predict_kernels(x), expected)
+    prediction = m.predict_kernels(x)
+    assert prediction.kernel_space is None and prediction.offsets is None
+    torch.testing.assert_close(prediction.kernels, expected)
 
 
 def test_init_matches_carafepack():

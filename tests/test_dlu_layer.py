@@ -27,6 +27,7 @@ def _dlu(c, s, k=5, g=1, ke=3, d=1, cm=8, offset_std=0.7):
     (1, 4, 2, 2, 8, 3, 1, 1, 1),
     (1, 4, 1, 3, 2, 5, 2, 3, 1),   # H = 1
     (2, 2, 3, 1, 2, 3, 1, 5, 1),   # W = 1
+    (1, 10, 3, 4, 2, 3, 4, 3, 1),  # G does not divide C (mmcv's groups)
 ])
 def test_matches_paper_reference(backend, n, c, h, w, s, k, g, ke, d):
     m = _dlu(c, s, k, g, ke, d)
@@ -54,7 +55,9 @@ def test_zero_offsets_use_the_source_pixel_kernel():
     """At init (offsets zero) every output pixel of a source pixel shares
     the kernel of that source pixel."""
     m = DLU(8, 3, compressed_channels=4)
-    _, offsets, kernels = m.predict_kernels(torch.randn(1, 8, 4, 5))
+    prediction = m.predict_kernels(torch.randn(1, 8, 4, 5))
+    assert prediction.kernels is None  # never materialised by the layer
+    offsets, kernels = prediction.offsets, prediction.per_pixel_kernels(3)
     assert torch.count_nonzero(offsets) == 0
     blocks = kernels.reshape(1, 25, 4, 3, 5, 3)
     assert torch.allclose(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
@@ -143,7 +146,7 @@ def test_layouts_and_batch(backend):
     (dict(up_kernel=-3), 'up_kernel must be a positive odd integer.*got -3'),
     (dict(scale_factor=0), 'scale_factor must be an integer >= 1.*got 0'),
     (dict(scale_factor=2.5), 'scale_factor must be an integer >= 1.*got 2.5'),
-    (dict(up_group=3), 'channels=16 must be divisible by up_group=3'),
+    (dict(up_group=0), 'up_group must be a positive integer, got 0'),
     (dict(encoder_kernel=2), 'encoder_kernel must be a positive odd'),
     (dict(compressed_channels=0), 'compressed_channels must be a positive'),
 ])

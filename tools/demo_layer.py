@@ -161,7 +161,9 @@ def draw_figure(path: str, images: Dict[str, np.ndarray], scores: Dict,
     import matplotlib.pyplot as plt
     s, k = dlu.scale_factor, dlu.up_kernel
     with torch.no_grad():
-        space, offsets, kernels = dlu.predict_kernels(lr_img)
+        prediction = dlu.predict_kernels(lr_img)
+        space, offsets = prediction.kernel_space, prediction.offsets
+        kernels = prediction.per_pixel_kernels(s)
     off = F.pixel_shuffle(offsets, s)[0, :2].cpu().numpy()  # (2, sH, sW)
     centre = kernels[0, k * k // 2].cpu().numpy()
     h, w = space.shape[2:]

@@ -1,7 +1,8 @@
-"""Upsample layers registered in mmengine's root ``MODELS`` registry, so
-``mmcv.cnn.build_upsample_layer(dict(type='dlu', ...))`` works from any
-default scope."""
+"""Upsample layers as plain ``nn.Module``s (torch only). ``import dlu_mm``
+registers them in mmengine's root ``MODELS`` (:mod:`dlu_mm.registration`)
+when mmengine is installed."""
 from .carafe_portable import CARAFEPortable
 from .dlu import DLU
+from .upsampler_base import KernelPrediction
 
-__all__ = ['DLU', 'CARAFEPortable']
+__all__ = ['DLU', 'CARAFEPortable', 'KernelPrediction']

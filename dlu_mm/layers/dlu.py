@@ -1,24 +1,13 @@
-"""DLU: Dynamic Lightweight Upsampling (Fu et al., ICPR 2024)."""
-from typing import Tuple
-
+"""DLU: Dynamic Lightweight Upsampling (Fu et al., ICPR 2024). Torch only."""
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.model import normal_init, xavier_init
-from mmengine.registry import MODELS
 from torch import Tensor
 
-from ..ops import reassemble, sample_kernel_space
-from .upsampler_base import ReassemblyUpsampler, check_input
+from ..ops import dlu_reassemble
+from .upsampler_base import (KernelPrediction, ReassemblyUpsampler,
+                             check_input, normal_init, normalise_kernels,
+                             xavier_uniform_init)
 
 
-def normalise_kernels(kernels: Tensor, up_kernel: int) -> Tensor:
-    """Softmax over each group's k*k values: (N, G*k*k, H, W) -> same."""
-    n, c, h, w = kernels.shape
-    kernels = kernels.view(n, c // up_kernel**2, up_kernel**2, h, w)
-    return F.softmax(kernels, dim=2).view(n, c, h, w)
-
-
-@MODELS.register_module(name='dlu')
 class DLU(ReassemblyUpsampler):
     """Dynamic Lightweight Upsampling, a drop-in for mmcv's ``CARAFEPack``.
 
@@ -30,12 +19,18 @@ class DLU(ReassemblyUpsampler):
     2. ``kernel_space_generator``: k_enc x k_enc conv (dilation d),
        C_m -> G*k_up^2, at the input resolution, softmax over each group's
        k_up^2 values (the kernel space).
-    3. ``conv_offset``: k_enc x k_enc conv, C_m -> G*2*s^2, zero-initialised;
-       pixel-shuffled to (G*2, sH, sW) guidance offsets.
-    4. The kernel space of group g is sampled bilinearly at
-       (i//s + o_y, j//s + o_x) (:func:`dlu_mm.ops.sample_kernel_space`).
-    5. The sampled kernels reassemble the input as CARAFE does
-       (:func:`dlu_mm.ops.reassemble`).
+    3. ``conv_offset``: k_enc x k_enc conv, C_m -> G*2*s^2, zero-initialised
+       (the guidance offsets; pixel-shuffled, channel 2g is group g's column
+       offset, 2g+1 its row offset).
+    4. + 5. For output pixel (i, j) and group g the kernel is the kernel
+       space of group g sampled bilinearly at (i//s + o_y, j//s + o_x)
+       (border-clamped), and it reassembles the input as CARAFE does:
+
+           Y[c, i, j] = sum_{dy, dx < k_up} K_g(i, j)[dy*k_up + dx]
+                        * X[c, i//s + dy - r, j//s + dx - r]
+
+       Both steps run as one fused op (:func:`dlu_mm.ops.dlu_reassemble`),
+       which never writes the (N, G*k_up^2, sH, sW) kernels to memory.
 
     Parameters: (C*C_m + C_m) + (k_enc^2*C_m*G*k_up^2 + G*k_up^2)
     + (k_enc^2*C_m*G*2*s^2 + G*2*s^2).
@@ -55,24 +50,23 @@ class DLU(ReassemblyUpsampler):
         generator N(0, 0.001^2) and the offset conv zero."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                xavier_init(m, distribution='uniform')
+                xavier_uniform_init(m)
         normal_init(self.kernel_space_generator, std=0.001)
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
-    def predict_kernels(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Returns (kernel_space (N, G*k^2, H, W), offsets (N, G*2*s^2, H, W),
-        kernels (N, G*k^2, sH, sW))."""
+    def predict_kernels(self, x: Tensor) -> KernelPrediction:
+        """The kernel space (N, G*k_up^2, H, W) and the offsets
+        (N, G*2*s^2, H, W); ``kernels`` is None (never materialised; see
+        :meth:`KernelPrediction.per_pixel_kernels`)."""
         check_input(x, self.channels, 'DLU')
         compressed = self.channel_compressor(x)
         kernel_space = normalise_kernels(
             self.kernel_space_generator(compressed), self.up_kernel)
-        offsets = self.conv_offset(compressed)
-        kernels = sample_kernel_space(kernel_space, offsets,
-                                      self.scale_factor)
-        return kernel_space, offsets, kernels
+        return KernelPrediction(None, kernel_space,
+                                self.conv_offset(compressed))
 
-    def forward(self, x: Tensor) -> Tensor:
-        kernels = self.predict_kernels(x)[2]
-        return reassemble(x, kernels, self.up_kernel, self.up_group,
-                          self.scale_factor)
+    def reassemble(self, x: Tensor, prediction: KernelPrediction) -> Tensor:
+        return dlu_reassemble(x, prediction.kernel_space, prediction.offsets,
+                              self.up_kernel, self.up_group,
+                              self.scale_factor)

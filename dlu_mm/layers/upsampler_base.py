@@ -1,8 +1,16 @@
 """What DLU and portable CARAFE share: build-time checks of
 ``CARAFEPack``'s constructor arguments and of the forward input (messages
-name the argument, its value and what is accepted), and the base class
-that stores the arguments and builds the common layers."""
+name the argument, its value and what is accepted), the kernel normaliser,
+the one return type of ``predict_kernels`` (:class:`KernelPrediction`), the
+reference code's initialisation helpers, and the base class that stores the
+arguments and builds the common layers. Torch only."""
+from typing import NamedTuple, Optional
+
 import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..ops import sample_kernel_space
 
 
 def _is_int(value) -> bool:
@@ -28,10 +36,54 @@ def check_upsampler_args(channels, scale_factor, up_kernel, up_group,
         if not _is_int(value) or value < 1 or value % 2 == 0:
             raise ValueError(f'{name} must be a positive odd integer '
                              f'(1, 3, 5, ...), got {value!r}')
-    if channels % up_group:
-        raise ValueError(f'channels={channels} must be divisible by '
-                         f'up_group={up_group} (accepted up_group values: '
-                         f'divisors of {channels})')
+
+
+def normalise_kernels(kernels: Tensor, up_kernel: int) -> Tensor:
+    """Softmax over each group's k_up^2 values: (N, G*k_up^2, H, W) -> same
+    (CARAFE's kernel normaliser, DLU's kernel space normaliser)."""
+    n, c, h, w = kernels.shape
+    kernels = kernels.view(n, c // up_kernel**2, up_kernel**2, h, w)
+    return F.softmax(kernels, dim=2).view(n, c, h, w)
+
+
+def xavier_uniform_init(conv: nn.Conv2d) -> None:
+    """Xavier-uniform weights (gain 1), zero bias (mmengine's
+    ``xavier_init(m, distribution='uniform')``)."""
+    nn.init.xavier_uniform_(conv.weight)
+    nn.init.zeros_(conv.bias)
+
+
+def normal_init(conv: nn.Conv2d, std: float) -> None:
+    """N(0, std^2) weights, zero bias (mmengine's ``normal_init``)."""
+    nn.init.normal_(conv.weight, 0.0, std)
+    nn.init.zeros_(conv.bias)
+
+
+class KernelPrediction(NamedTuple):
+    """What a reassembly upsampler predicts from its input (the return type
+    of ``predict_kernels`` on every layer). Shapes for an input (N, C, H, W),
+    scale s, k = k_up, G = up_group:
+
+    * ``kernels``: (N, G*k^2, sH, sW), one normalised kernel per output
+      pixel and group -- CARAFE predicts these directly; ``None`` for DLU,
+      whose forward never materialises them (see :meth:`per_pixel_kernels`).
+    * ``kernel_space``: (N, G*k^2, H, W), DLU's normalised kernel space;
+      ``None`` for CARAFE.
+    * ``offsets``: (N, G*2*s^2, H, W), DLU's guidance offsets in input
+      pixels (before the pixel shuffle); ``None`` for CARAFE.
+    """
+    kernels: Optional[Tensor]
+    kernel_space: Optional[Tensor] = None
+    offsets: Optional[Tensor] = None
+
+    def per_pixel_kernels(self, scale_factor: int) -> Tensor:
+        """(N, G*k^2, sH, sW) normalised kernels of every output pixel: the
+        predicted ones, or DLU's kernel space sampled at its offsets
+        (materialised here, for analysis; DLU's forward fuses this step)."""
+        if self.kernels is not None:
+            return self.kernels
+        return sample_kernel_space(self.kernel_space, self.offsets,
+                                   scale_factor)
 
 
 def check_input(x, channels: int, layer: str) -> None:
@@ -50,7 +102,11 @@ class ReassemblyUpsampler(nn.Module):
     stores ``channels, scale_factor, up_kernel, up_group, encoder_kernel,
     encoder_dilation, compressed_channels``, builds ``channel_compressor``
     (1x1 conv, C -> C_m), then calls the subclass's ``build_layers()`` and
-    ``init_weights()``."""
+    ``init_weights()``.
+
+    ``up_group`` need not divide ``channels``: as in mmcv's CARAFE, each
+    group holds ceil(C / G) consecutive channels (the last groups fewer, or
+    none)."""
 
     def __init__(self,
                  channels: int,
@@ -90,6 +146,19 @@ class ReassemblyUpsampler(nn.Module):
     def init_weights(self) -> None:
         """The reference code's initialisation of every convolution."""
         raise NotImplementedError
+
+    def predict_kernels(self, x: Tensor) -> KernelPrediction:
+        """What the layer predicts from ``x`` (N, C, H, W) before the
+        reassembly; see :class:`KernelPrediction`."""
+        raise NotImplementedError
+
+    def reassemble(self, x: Tensor, prediction: KernelPrediction) -> Tensor:
+        """The output (N, C, sH, sW) from the input and its prediction."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, C, sH, sW)."""
+        return self.reassemble(x, self.predict_kernels(x))
 
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, scale_factor={self.scale_factor}'

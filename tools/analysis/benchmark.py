@@ -43,7 +43,7 @@ from dlu_mm.layers import DLU, CARAFEPortable
 from dlu_mm.layers.builder import iter_upsample_cfgs
 from dlu_mm.ops import reassemble
 from dlu_mm.ops import native as native_ops
-from dlu_mm.ops.reassemble import BACKEND_ENV
+from dlu_mm.ops import BACKEND_ENV
 
 DTYPES = {'float32': torch.float32, 'float64': torch.float64,
           'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -149,9 +149,9 @@ class Case:
         return (n, UP_KERNEL**2 if self.kernels_only else c, s * h, s * w)
 
     def run(self, tensors: List[torch.Tensor]) -> torch.Tensor:
-        if self.kernels_only:  # DLU also returns its kernel space, offsets
-            kernels = self.module.predict_kernels(tensors[0])
-            return kernels[-1] if isinstance(kernels, tuple) else kernels
+        if self.kernels_only:  # DLU: its kernel space sampled at the offsets
+            return self.module.predict_kernels(tensors[0]).per_pixel_kernels(
+                self.scale)
         if self.module is None:
             return reassemble(tensors[0], tensors[1], UP_KERNEL, 1,
                               self.scale, backend=self.backend)

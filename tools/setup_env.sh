@@ -65,7 +65,8 @@ fi
 
 step "install mmengine, mmdet, mmsegmentation and the tools' dependencies"
 pip_c -q mmengine mmdet mmsegmentation pycocotools numpy opencv-python \
-  ftfy regex scikit-image matplotlib scipy shapely onnx onnxruntime onnxscript pytest
+  ftfy regex scikit-image matplotlib scipy shapely onnx onnxruntime onnxscript pytest \
+  triton
 
 step "install dlu_mm in editable mode (compiles the native reassembly kernels)"
 # --no-deps: the stack is in place; resolving torch again would fight the

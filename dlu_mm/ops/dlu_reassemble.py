@@ -23,8 +23,11 @@ semantics, including its gradients: zero with respect to a coordinate
 clamped to or lying on the border, and at an interior integer coordinate
 the one-sided derivative towards the next pixel. The fused kernels
 (``native`` on CPU, ``triton`` on CUDA) compute it without writing the
-(N, G*k*k, sH, sW) kernels to memory, forward and backward, without
-atomics; the ``torch`` backend and export run the composition itself.
+(N, G*k*k, sH, sW) kernels to memory, forward and backward; the native
+backward uses no atomics, Triton's scatters the kernel-space gradient with
+atomic adds, so under ``torch.use_deterministic_algorithms(True)`` the
+Triton backend runs the composition (deterministic sampling, Triton
+reassembly). The ``torch`` backend and export run the composition itself.
 """
 from typing import Optional
 
@@ -64,9 +67,12 @@ def dlu_reassemble(features: Tensor,
                                                    kernel_size, group_size,
                                                    scale_factor)
     chosen = resolve_backend(features, backend)
-    if chosen == 'torch':
+    if chosen == 'torch' or (chosen == 'triton' and
+                             torch.are_deterministic_algorithms_enabled()):
+        # the plain path; and Triton's deterministic one (its fused backward
+        # scatters the kernel-space gradient with atomic adds)
         kernels = sample_kernel_space(kernel_space, offsets, scale_factor)
         return reassemble_op(features, kernels, kernel_size, group_size,
-                             scale_factor, 'torch')
+                             scale_factor, chosen)
     return dlu_reassemble_op(features, kernel_space, offsets, kernel_size,
                              group_size, scale_factor, chosen)

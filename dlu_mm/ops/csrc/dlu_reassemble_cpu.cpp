@@ -27,8 +27,10 @@
  * scatter (a pixel may sample anywhere): each band adds into its own
  * partial sum, covering just the kernel-space rows its pixels sample, in
  * a fixed order; then every row of dS is the sum of the partials that
- * cover it, in band order. The bands are sized for a constant thread count
- * (kReproducibleThreads), so the result is the same at any number of
+ * cover it, in band order. Both run with the taps innermost (the kernel
+ * space and each row's dK transposed to [cell][tap]), so a pixel's four
+ * corners are read and its four scatters written as whole vectors. The bands are sized for a constant thread count
+ * (kAnyThreadCount), so the result is the same at any number of
  * threads, and nothing is added atomically.
  */
 #include <limits>
@@ -172,8 +174,39 @@ struct SampledKernels {
   }
 };
 
+// The taps of a kernel-space cell (or of a pixel's kernel gradient) padded
+// to whole vectors, for the tap-minor layouts of the backward pass.
+template <typename acc_t>
+int64_t padded_taps(int64_t kk) {
+  constexpr int64_t lanes = 64 / sizeof(acc_t);  // the widest vector
+  return (kk + lanes - 1) / lanes * lanes;
+}
+
+// The kernel space of every (image, group) tap-minor, in acc_t:
+// [(n*G + group)*H*W + cell][t < kkp], zero past k*k.
+template <typename scalar_t>
+std::vector<at::opmath_type<scalar_t>> taps_innermost(const Geometry& g,
+                                                      const scalar_t* space,
+                                                      int64_t kkp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t hw = g.H * g.W;
+  std::vector<acc_t> out(g.N * g.G * hw * kkp, acc_t(0));
+  at::parallel_for(0, g.N * g.G, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t map = begin; map < end; ++map) {
+      for (int64_t t = 0; t < g.kk; ++t) {
+        const scalar_t* src = space + (map * g.kk + t) * hw;
+        acc_t* dst = out.data() + map * hw * kkp + t;
+        for (int64_t cell = 0; cell < hw; ++cell) {
+          dst[cell * kkp] = static_cast<acc_t>(src[cell]);
+        }
+      }
+    }
+  });
+  return out;
+}
+
 // One band's share of the kernel space's gradient: kernel-space rows
-// [first_row, first_row + rows) of every tap, in [tap][row][column] order.
+// [first_row, first_row + rows), tap-minor ([row][column][t < kkp]).
 template <typename acc_t>
 struct PartialSum {
   int64_t first_row = 0, rows = 0;
@@ -186,20 +219,22 @@ template <typename scalar_t>
 struct SampledKernelGrads {
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g;
-  const scalar_t* space;
   const scalar_t* offsets;
+  const acc_t* space_t;  // taps_innermost() of the kernel space
+  int64_t kkp;
   scalar_t* grad_space;
   scalar_t* grad_offsets;
   std::vector<PartialSum<acc_t>> partials;  // one per band
 
-  int64_t banding_threads() const { return kReproducibleThreads; }
+  int64_t banding_threads() const { return kAnyThreadCount; }
   void start(const Banding& bands) { partials.resize(bands.count); }
 
   struct Writer {
     SampledKernelGrads& sink;
     SamplingRows<scalar_t> rows;
-    const SamplingKernels<scalar_t>& simd;
+    const SimdKernels<acc_t>& simd;
     std::vector<acc_t> grad_x, grad_y;  // one output row
+    std::vector<acc_t> dk;              // one output row's dK, tap-minor
     PartialSum<acc_t> partial;
 
     void begin(int64_t, const Band& band) {
@@ -207,21 +242,25 @@ struct SampledKernelGrads {
       rows.compute(sink.offsets, band, band.y0 * g.s, band.y1 * g.s);
       partial.first_row = rows.min_corner_row();
       partial.rows = rows.max_corner_row() - rows.min_corner_row() + 1;
-      partial.values.assign(g.kk * partial.rows * g.W, acc_t(0));
+      partial.values.assign(partial.rows * g.W * sink.kkp, acc_t(0));
       grad_x.resize(g.OW);
       grad_y.resize(g.OW);
+      dk.assign(g.OW * sink.kkp, acc_t(0));
     }
 
     void store(const Band& band, int64_t row, const acc_t* const* taps) {
       const Geometry& g = sink.g;
-      const SamplePoints<acc_t> p = rows.points(row);
-      std::fill(grad_x.begin(), grad_x.end(), acc_t(0));
-      std::fill(grad_y.begin(), grad_y.end(), acc_t(0));
+      const int64_t kkp = sink.kkp;
       for (int64_t t = 0; t < g.kk; ++t) {
-        simd.coordinate_grads(
-            g.space_plane(sink.space, band.n, band.group, t), p, taps[t],
-            g.OW, grad_x.data(), grad_y.data());
+        const acc_t* src = taps[t];
+        for (int64_t j = 0; j < g.OW; ++j) dk[j * kkp + t] = src[j];
       }
+      const SamplePoints<acc_t> p = rows.points(row);
+      simd.sampling_grads(
+          {dk.data(),
+           sink.space_t + (band.n * g.G + band.group) * g.H * g.W * kkp, &p,
+           g.OW, kkp, partial.first_row * g.W, partial.values.data(),
+           grad_x.data(), grad_y.data()});
       // dO, un-shuffled: pixel (y*s + a, x*s + b) -> O[.., a*s + b, y, x].
       const int64_t hw = g.H * g.W, ss = g.s * g.s;
       const int64_t y = row / g.s, a = row % g.s;
@@ -238,18 +277,6 @@ struct SampledKernelGrads {
           goy[b * hw + x] = static_cast<scalar_t>(grad_y[j] * gate_y[j]);
         }
       }
-      // dS: scatter into this band's partial sum.
-      const int64_t shift = partial.first_row * g.W;
-      for (int64_t t = 0; t < g.kk; ++t) {
-        acc_t* plane = partial.values.data() + t * partial.rows * g.W;
-        const acc_t* dk = taps[t];
-        for (int64_t j = 0; j < g.OW; ++j) {
-          plane[p.index[0][j] - shift] += p.weight[0][j] * dk[j];
-          plane[p.index[1][j] - shift] += p.weight[1][j] * dk[j];
-          plane[p.index[2][j] - shift] += p.weight[2][j] * dk[j];
-          plane[p.index[3][j] - shift] += p.weight[3][j] * dk[j];
-        }
-      }
     }
 
     void end(int64_t unit, const Band&) {
@@ -258,8 +285,8 @@ struct SampledKernelGrads {
     }
   };
   Writer writer() {
-    return Writer{*this, SamplingRows<scalar_t>(g),
-                  sampling_kernels<scalar_t>(), {}, {}, {}};
+    return Writer{*this, SamplingRows<scalar_t>(g), simd_kernels<acc_t>(),
+                  {}, {}, {}, {}};
   }
 
   // dS[n, g*k*k + t, row] = sum of the partials of (n, g) that cover the
@@ -267,25 +294,26 @@ struct SampledKernelGrads {
   void finish(const Banding& bands) {
     const int64_t H = g.H, W = g.W;
     at::parallel_for(0, g.N * g.G * H, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sum(W);
+      std::vector<acc_t> sum(W * kkp);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t n = item / (g.G * H), group = (item / H) % g.G;
         const int64_t row = item % H;
         const int64_t first = bands.first_unit(n, group);
-        for (int64_t t = 0; t < g.kk; ++t) {
-          std::fill(sum.begin(), sum.end(), acc_t(0));
-          for (int64_t unit = first; unit < first + bands.per_map(); ++unit) {
-            const PartialSum<acc_t>& part = partials[unit];
-            if (row < part.first_row || row >= part.first_row + part.rows) {
-              continue;
-            }
-            const acc_t* src =
-                part.values.data() +
-                (t * part.rows + row - part.first_row) * W;
-            for (int64_t x = 0; x < W; ++x) sum[x] += src[x];
+        std::fill(sum.begin(), sum.end(), acc_t(0));
+        for (int64_t unit = first; unit < first + bands.per_map(); ++unit) {
+          const PartialSum<acc_t>& part = partials[unit];
+          if (row < part.first_row || row >= part.first_row + part.rows) {
+            continue;
           }
-          narrow_row(sum.data(), W,
-                     g.space_plane(grad_space, n, group, t) + row * W);
+          const acc_t* src =
+              part.values.data() + (row - part.first_row) * W * kkp;
+          for (int64_t i = 0; i < W * kkp; ++i) sum[i] += src[i];
+        }
+        for (int64_t t = 0; t < g.kk; ++t) {
+          scalar_t* dst = g.space_plane(grad_space, n, group, t) + row * W;
+          for (int64_t x = 0; x < W; ++x) {
+            dst[x] = static_cast<scalar_t>(sum[x * kkp + t]);
+          }
         }
       }
     });
@@ -378,10 +406,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_reassemble_backward(
               grad_features.mutable_data_ptr<scalar_t>());
         }
         if (needs_sampling_grads) {
+          using acc_t = at::opmath_type<scalar_t>;
+          const int64_t kkp = padded_taps<acc_t>(g.kk);
+          const std::vector<acc_t> space_t =
+              taps_innermost(g, space.const_data_ptr<scalar_t>(), kkp);
           SampledKernelGrads<scalar_t> sink{
               g,
-              space.const_data_ptr<scalar_t>(),
               offsets.const_data_ptr<scalar_t>(),
+              space_t.data(),
+              kkp,
               grad_space.mutable_data_ptr<scalar_t>(),
               grad_offsets.mutable_data_ptr<scalar_t>(),
               {}};

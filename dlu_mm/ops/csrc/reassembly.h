@@ -121,24 +121,27 @@ struct Band {
   int64_t n, group, y0, y1;
 };
 
-// The thread count that bands are sized for where a result may not depend on
-// the banding (DLU's kernel-space gradient sums per band): a constant, so
-// that the bands, and with them the results, are the same at any number of
-// threads.
-constexpr int64_t kReproducibleThreads = 8;
+// Bands sized for `threads` threads; kAnyThreadCount sizes them by the
+// scratch they need alone, for results that may not depend on the banding
+// (DLU's kernel-space gradient sums per band), so that the bands, and with
+// them the results, are the same at any number of threads.
+constexpr int64_t kAnyThreadCount = 0;
 
 class Banding {
  public:
   // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
-  // are at most kMaxRows rows, small enough for about kUnitsPerThread units
-  // per thread of `threads` (load balance) and for their scratch to stay in
-  // L2.
+  // are at most kMaxRows rows, small enough for their scratch to stay in L2
+  // and, for a given thread count, for about kUnitsPerThread units per
+  // thread (load balance).
   Banding(const Geometry& g, int64_t row_bytes, int64_t threads) : g_(g) {
     constexpr int64_t kMaxRows = 8;
     constexpr int64_t kScratchBytes = 512 * 1024;
     constexpr int64_t kUnitsPerThread = 8;
-    const int64_t balanced = g.N * g.G * g.H / (kUnitsPerThread * threads);
     const int64_t fitting = kScratchBytes / std::max<int64_t>(1, row_bytes);
+    const int64_t balanced =
+        threads == kAnyThreadCount
+            ? kMaxRows
+            : g.N * g.G * g.H / (kUnitsPerThread * threads);
     rows = std::clamp<int64_t>(std::min(balanced, fitting), 1, kMaxRows);
     per_map_ = (g.H + rows - 1) / rows;
     count = g.N * g.G * per_map_;

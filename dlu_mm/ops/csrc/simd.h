@@ -10,9 +10,11 @@
  *                     (all reassembly directions reduce to this);
  *   upsample_row() / downsample_row(): nearest widening of a feature row
  *                     and the matching sums of s neighbours;
- *   sample_row() / coordinate_grads(): DLU's bilinear kernel sampling of
- *                     one kernel-space tap at a row of sampling points, and
- *                     its derivative with respect to the coordinates.
+ *   sample_row():     DLU's bilinear kernel sampling of one kernel-space tap
+ *                     at a row of sampling points;
+ *   sampling_grads(): its backward for a row of pixels (coordinates'
+ *                     gradient, kernel-space gradient scattered into a
+ *                     partial sum), taps innermost.
  */
 #pragma once
 
@@ -244,6 +246,81 @@ inline __attribute__((always_inline)) void downsample_row_impl(
   }
 }
 
+// The sampling points of one output row of n pixels: the flat indices
+// y*W + x of the four corners (00 = (y0, x0), 01 = (y0, x1), 10 = (y1, x0),
+// 11 = (y1, x1)), their bilinear weights, and the fractions wx = x - x0,
+// wy = y - y0.
+template <typename acc_t>
+struct SamplePoints {
+  const int32_t* index[4];
+  const acc_t* weight[4];
+  const acc_t* wx;
+  const acc_t* wy;
+};
+
+// DLU's backward for one output row of n pixels, with the kernel taps
+// innermost ("tap-minor", kkp >= k*k values per pixel or cell, zero-padded
+// to a multiple of the vector width): dk[j*kkp + t] is the gradient of tap
+// t of pixel j's kernel, space[cell*kkp + t] the kernel space. For each
+// pixel, with its corners c (indices into cells, weights w_c, fractions wx,
+// wy, see SamplePoints):
+//   gx[j] = sum_t dk[t] * ((1 - wy) (S01[t] - S00[t]) + wy (S11[t] - S10[t]))
+//   gy[j] = sum_t dk[t] * ((1 - wx) (S10[t] - S00[t]) + wx (S11[t] - S01[t]))
+//   partial[(index_c - shift)*kkp + t] += w_c * dk[t]   for the 4 corners,
+// one corner after the other (corners clamped to the same cell add up).
+template <typename acc_t>
+struct SamplingGradRow {
+  const acc_t* dk;
+  const acc_t* space;
+  const SamplePoints<acc_t>* points;
+  int64_t n, kkp, shift;
+  acc_t* partial;
+  acc_t* gx;
+  acc_t* gy;
+};
+
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) void sampling_grads_impl(
+    const SamplingGradRow<acc_t>& r) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  const SamplePoints<acc_t>& p = *r.points;
+  for (int64_t j = 0; j < r.n; ++j) {
+    const acc_t* dk = r.dk + j * r.kkp;
+    const acc_t* corner[4];
+    acc_t* target[4];
+    for (int c = 0; c < 4; ++c) {
+      corner[c] = r.space + static_cast<int64_t>(p.index[c][j]) * r.kkp;
+      target[c] =
+          r.partial + (static_cast<int64_t>(p.index[c][j]) - r.shift) * r.kkp;
+    }
+    const acc_t wx = p.wx[j], wy = p.wy[j];
+    vec ax = {}, ay = {};
+    for (int64_t t = 0; t < r.kkp; t += lanes) {
+      vec d, v[4];
+      __builtin_memcpy(&d, dk + t, kBytes);
+      for (int c = 0; c < 4; ++c) {
+        __builtin_memcpy(&v[c], corner[c] + t, kBytes);
+      }
+      ax += d * ((acc_t(1) - wy) * (v[1] - v[0]) + wy * (v[3] - v[2]));
+      ay += d * ((acc_t(1) - wx) * (v[2] - v[0]) + wx * (v[3] - v[1]));
+      for (int c = 0; c < 4; ++c) {
+        vec q;
+        __builtin_memcpy(&q, target[c] + t, kBytes);
+        q += p.weight[c][j] * d;
+        __builtin_memcpy(target[c] + t, &q, kBytes);
+      }
+    }
+    acc_t sx = 0, sy = 0;
+    for (int l = 0; l < lanes; ++l) {
+      sx += ax[l];
+      sy += ay[l];
+    }
+    r.gx[j] = sx;
+    r.gy[j] = sy;
+  }
+}
+
 // The primitives for one instruction set.
 template <typename acc_t>
 struct SimdKernels {
@@ -251,6 +328,7 @@ struct SimdKernels {
   void (*upsample_row)(const acc_t* x, int64_t W, int64_t s, int64_t border,
                        acc_t* u);
   void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
+  void (*sampling_grads)(const SamplingGradRow<acc_t>&);
 };
 
 #define DLU_DEFINE_SIMD_KERNELS(name, attributes, bytes)                    \
@@ -269,9 +347,13 @@ struct SimdKernels {
     downsample_row_impl<acc_t>(src, W, s, dst);                             \
   }                                                                         \
   template <typename acc_t>                                                 \
+  attributes void name##_sampling_grads(const SamplingGradRow<acc_t>& r) {  \
+    sampling_grads_impl<acc_t, bytes>(r);                                   \
+  }                                                                         \
+  template <typename acc_t>                                                 \
   constexpr SimdKernels<acc_t> name##_kernels() {                           \
     return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
-            &name##_downsample_row<acc_t>};                                 \
+            &name##_downsample_row<acc_t>, &name##_sampling_grads<acc_t>};  \
   }
 
 #ifdef DLU_X86_DISPATCH
@@ -299,17 +381,6 @@ inline const SimdKernels<acc_t>& simd_kernels() {
 // ---------------------------------------------------------------------------
 // DLU's bilinear kernel sampling.
 
-// The sampling points of one output row of n pixels: the flat indices
-// y*W + x of the four corners (00 = (y0, x0), 01 = (y0, x1), 10 = (y1, x0),
-// 11 = (y1, x1)), their bilinear weights, and the fractions wx = x - x0,
-// wy = y - y0.
-template <typename acc_t>
-struct SamplePoints {
-  const int32_t* index[4];
-  const acc_t* weight[4];
-  const acc_t* wx;
-  const acc_t* wy;
-};
 
 // dst[j] = sum_corners weight[c][j] * plane[index[c][j]], in the order 00,
 // 01, 10, 11 (grid_sample's nw, ne, sw, se).
@@ -333,39 +404,11 @@ inline __attribute__((always_inline)) void sample_row_impl(
   }
 }
 
-// The derivative of the sampled tap with respect to the sampling point,
-// times the tap's gradient dk, added to gx / gy:
-//   gx[j] += dk[j] * ((1 - wy) (v01 - v00) + wy (v11 - v10))
-//   gy[j] += dk[j] * ((1 - wx) (v10 - v00) + wx (v11 - v01))
-template <typename scalar_t, typename acc_t>
-inline __attribute__((always_inline)) void coordinate_grads_impl(
-    const scalar_t* __restrict plane, const SamplePoints<acc_t>& p,
-    const acc_t* __restrict dk, int64_t n, acc_t* __restrict gx,
-    acc_t* __restrict gy) {
-  const int32_t* __restrict i0 = p.index[0];
-  const int32_t* __restrict i1 = p.index[1];
-  const int32_t* __restrict i2 = p.index[2];
-  const int32_t* __restrict i3 = p.index[3];
-  const acc_t* __restrict wx = p.wx;
-  const acc_t* __restrict wy = p.wy;
-  for (int64_t j = 0; j < n; ++j) {
-    const acc_t v00 = static_cast<acc_t>(plane[i0[j]]);
-    const acc_t v01 = static_cast<acc_t>(plane[i1[j]]);
-    const acc_t v10 = static_cast<acc_t>(plane[i2[j]]);
-    const acc_t v11 = static_cast<acc_t>(plane[i3[j]]);
-    gx[j] += dk[j] * ((acc_t(1) - wy[j]) * (v01 - v00) + wy[j] * (v11 - v10));
-    gy[j] += dk[j] * ((acc_t(1) - wx[j]) * (v10 - v00) + wx[j] * (v11 - v01));
-  }
-}
-
 template <typename scalar_t>
 struct SamplingKernels {
   using acc_t = at::opmath_type<scalar_t>;
   void (*sample_row)(const scalar_t* plane, const SamplePoints<acc_t>& p,
                      int64_t n, acc_t* dst);
-  void (*coordinate_grads)(const scalar_t* plane,
-                           const SamplePoints<acc_t>& p, const acc_t* dk,
-                           int64_t n, acc_t* gx, acc_t* gy);
 };
 
 #define DLU_DEFINE_SAMPLING_KERNELS(name, attributes)                       \
@@ -377,17 +420,8 @@ struct SamplingKernels {
     sample_row_impl(plane, p, n, dst);                                      \
   }                                                                         \
   template <typename scalar_t>                                              \
-  attributes void name##_coordinate_grads(                                  \
-      const scalar_t* plane,                                                \
-      const SamplePoints<at::opmath_type<scalar_t>>& p,                     \
-      const at::opmath_type<scalar_t>* dk, int64_t n,                       \
-      at::opmath_type<scalar_t>* gx, at::opmath_type<scalar_t>* gy) {       \
-    coordinate_grads_impl(plane, p, dk, n, gx, gy);                         \
-  }                                                                         \
-  template <typename scalar_t>                                              \
   constexpr SamplingKernels<scalar_t> name##_sampling_kernels() {           \
-    return {&name##_sample_row<scalar_t>,                                   \
-            &name##_coordinate_grads<scalar_t>};                            \
+    return {&name##_sample_row<scalar_t>};                                  \
   }
 
 #ifdef DLU_X86_DISPATCH

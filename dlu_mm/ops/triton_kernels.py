@@ -49,8 +49,8 @@ def _sample_points(off_ptr, ng, i, j, mask, H, W, S: tl.constexpr,
                  other=0.).to(ACC)
     px = x.to(ACC) + ox
     py = y.to(ACC) + oy
-    x_hi = (W - 1).to(ACC)
-    y_hi = (H - 1).to(ACC)
+    x_hi = tl.cast(W - 1, ACC)  # (a size of 1 comes as a constexpr)
+    y_hi = tl.cast(H - 1, ACC)
     gate_x = (px > 0) & (px < x_hi)
     gate_y = (py > 0) & (py < y_hi)
     cx = tl.where(gate_x, px, tl.where(px > 0, x_hi, 0.))

@@ -1,17 +1,21 @@
-"""Latency and peak memory of upsamplers, and the project's speed targets.
+"""Latency, peak memory and roofline of upsamplers and their ops, and the
+project's speed targets.
 
-Times the forward pass (inference, no autograd) and forward+backward of
-nearest, bilinear, portable CARAFE, mmcv CARAFE (CUDA only) and DLU on one
-input, plus the reassembly op alone on its native and plain-PyTorch paths
-and the two layers' kernel prediction alone (``[kernels]``: everything but
-the reassembly they share); prints medians with their spread, ratios to
-bilinear, peak memory, PASS/FAIL for the targets, and the ceiling that the
-kernel prediction puts on DLU's speed-up over CARAFE, all ratios taken in
-the same run:
+Times the forward pass (inference, no autograd) and forward+backward of the
+layers (nearest, bilinear, portable CARAFE, mmcv's CARAFE on CUDA, DLU on
+the device's kernels and on the plain path), the layers' kernel prediction
+alone (``[kernels]``), and the ops alone on each backend (``reassemble[..]``,
+``dlu_reassemble[..]``; cases in :mod:`dlu_mm.benchmarking.cases`); prints
+medians with their spread, ratios to bilinear, peak memory, the ops' bytes
+and MACs against this machine's memory bandwidth and FMA rate measured in
+the same run (the roofline bound and the fraction of it reached), and
+PASS/FAIL for the targets (:mod:`dlu_mm.benchmarking.targets`), all ratios
+taken in the same run:
 
-    python tools/analysis/benchmark.py           # 1x256x120x120, s=2
-    python tools/analysis/benchmark.py --shape 2 256 64 64 --scale 4 \\
-        --json out.json
+    python tools/analysis/benchmark.py           # 1x256x120x120, s=2, CPU
+    python tools/analysis/benchmark.py --scale 4 --json out.json
+    python tools/analysis/benchmark.py --device cuda --dtype float16 \\
+        --mmcv-sdist .whl/mmcv-2.1.0.tar.gz       # with mmcv's CUDA CARAFE
     python tools/analysis/benchmark.py --sweep   # cost vs H*W and s
     python tools/analysis/benchmark.py --img-size 512 512 --model \\
         configs/dlu/faster-rcnn_r50_fpn-dlu_1x_coco.py \\
@@ -20,238 +24,39 @@ the same run:
 
 Peak memory: on CPU each case runs once more in a fresh subprocess (glibc's
 mmap threshold pinned at 64 KiB so freed tensors go back to the OS) and the
-peak RSS above the RSS before the call is read from /proc (VmHWM, reset via
-/proc/self/clear_refs); on CUDA ``torch.cuda.max_memory_allocated`` above
-the memory allocated before the call.
+peak RSS above the RSS before the call is read from /proc; on CUDA
+``torch.cuda.max_memory_allocated`` above the memory allocated before the
+call. Imports torch and dlu_mm only (mmengine, mmdet: model mode only).
 """
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
-import torch.nn as nn
 
-import dlu_mm  # noqa: F401  (registers dlu, carafe_portable and adapters)
-from dlu_mm.layers import DLU, CARAFEPortable
-from dlu_mm.layers.builder import iter_upsample_cfgs
-from dlu_mm.ops import reassemble
-from dlu_mm.ops import native as native_ops
-from dlu_mm.ops import BACKEND_ENV
+from dlu_mm.benchmarking import mmcv_carafe
+from dlu_mm.benchmarking.cases import (CASES, UP_KERNEL, Case,
+                                       default_cases, unavailable)
+from dlu_mm.benchmarking.roofline import (dlu_reassemble_cost,
+                                          measure_peaks, reassemble_cost)
+from dlu_mm.benchmarking.targets import evaluate, targets_for
+from dlu_mm.benchmarking.timing import (make_step, measure_peak_mib,
+                                        summarise, sync, time_interleaved)
 
 DTYPES = {'float32': torch.float32, 'float64': torch.float64,
           'bfloat16': torch.bfloat16, 'float16': torch.float16}
-CASES = ('nearest', 'bilinear', 'carafe_portable', 'carafe', 'dlu',
-         'dlu[torch]', 'carafe_portable[kernels]', 'dlu[kernels]',
-         'reassemble[native]', 'reassemble[torch]')
-# DLU and portable CARAFE differ only in how they predict the reassembly
-# kernels: (CARAFE case, DLU case) of that part alone.
-KERNEL_PREDICTION = ('carafe_portable[kernels]', 'dlu[kernels]')
-UP_KERNEL = 5  # the paper's k_up for DLU / CARAFE and the op cases
-# (name, case, reference case, direction, mode, threshold): the project's
-# targets; 'le': case/ref <= threshold, 'speedup': ref/case >= threshold.
-TARGETS = [
-    ('DLU fwd <= 3x bilinear fwd', 'dlu', 'bilinear', 'fwd', 'le', 3.0),
-    ('DLU fwd+bwd <= 4x bilinear fwd+bwd', 'dlu', 'bilinear', 'fwd_bwd',
-     'le', 4.0),
-    ('DLU fwd+bwd >= 1.5x faster than portable CARAFE', 'dlu',
-     'carafe_portable', 'fwd_bwd', 'speedup', 1.5),
-    ('native reassembly fwd >= 10x faster than plain PyTorch',
-     'reassemble[native]', 'reassemble[torch]', 'fwd', 'speedup', 10.0),
-    ('native reassembly fwd+bwd >= 10x faster than plain PyTorch',
-     'reassemble[native]', 'reassemble[torch]', 'fwd_bwd', 'speedup', 10.0),
-]
-
-
-# --------------------------------------------------------------------- cases
-@contextmanager
-def reassembly_backend(name: Optional[str]):
-    """Set ``$DLU_MM_REASSEMBLE_BACKEND`` for the block (read per call by
-    :func:`dlu_mm.ops.reassemble`)."""
-    if name is None:
-        yield
-        return
-    old = os.environ.get(BACKEND_ENV)
-    os.environ[BACKEND_ENV] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(BACKEND_ENV, None)
-        else:
-            os.environ[BACKEND_ENV] = old
-
-
-def unavailable(case: str, device: torch.device) -> Optional[str]:
-    """Why ``case`` cannot run on ``device``; None if it can."""
-    if case == 'carafe' and device.type != 'cuda':
-        return "mmcv's CARAFE op runs on CUDA only"
-    if case == 'reassemble[native]':
-        probe = torch.empty(0, device=device)
-        return native_ops.unavailable_reason(probe)
-    return None
-
-
-class Case:
-    """One benchmark case: ``run(inputs)`` -> output; ``inputs()`` makes
-    fresh input tensors (requires_grad for fwd+bwd)."""
-
-    def __init__(self, name: str, shape: Tuple[int, int, int, int], scale: int,
-                 device: torch.device, dtype: torch.dtype):
-        n, c, h, w = shape
-        self.name, self.shape, self.scale = name, shape, scale
-        self.device, self.dtype = device, dtype
-        self.backend = None
-        self.module = None
-        # '[kernels]': the layer's predict_kernels() alone, no reassembly
-        self.kernels_only = name.endswith('[kernels]')
-        layer = name.removesuffix('[kernels]')
-        if name in ('nearest', 'bilinear'):
-            self.module = nn.Upsample(
-                scale_factor=scale, mode=name,
-                align_corners=None if name == 'nearest' else False)
-        elif layer == 'carafe_portable':
-            self.module = CARAFEPortable(c, scale, up_kernel=UP_KERNEL)
-        elif name == 'carafe':
-            from mmcv.ops import CARAFEPack
-            self.module = CARAFEPack(c, scale, up_kernel=UP_KERNEL)
-        elif layer in ('dlu', 'dlu[torch]'):
-            self.module = DLU(c, scale, up_kernel=UP_KERNEL)
-            self.backend = 'torch' if name == 'dlu[torch]' else None
-        elif name.startswith('reassemble['):
-            self.backend = name[len('reassemble['):-1]
-        else:
-            raise ValueError(f'unknown case {name!r}; cases: {CASES}')
-        if self.module is not None:
-            self.module.to(device=device, dtype=dtype)
-
-    def inputs(self, requires_grad: bool) -> List[torch.Tensor]:
-        n, c, h, w = self.shape
-        x = torch.randn(n, c, h, w, device=self.device, dtype=self.dtype)
-        tensors = [x]
-        if self.module is None:  # the op alone: normalised k*k kernels
-            s = self.scale
-            masks = torch.randn(n, UP_KERNEL**2, s * h, s * w,
-                                device=self.device, dtype=self.dtype)
-            tensors.append(masks.softmax(dim=1))
-        return [t.requires_grad_(requires_grad) for t in tensors]
-
-    def output_shape(self) -> Tuple[int, int, int, int]:
-        """(N, C, sH, sW); (N, k_up^2, sH, sW) for the '[kernels]' cases."""
-        n, c, h, w = self.shape
-        s = self.scale
-        return (n, UP_KERNEL**2 if self.kernels_only else c, s * h, s * w)
-
-    def run(self, tensors: List[torch.Tensor]) -> torch.Tensor:
-        if self.kernels_only:  # DLU: its kernel space sampled at the offsets
-            return self.module.predict_kernels(tensors[0]).per_pixel_kernels(
-                self.scale)
-        if self.module is None:
-            return reassemble(tensors[0], tensors[1], UP_KERNEL, 1,
-                              self.scale, backend=self.backend)
-        with reassembly_backend(self.backend):
-            return self.module(tensors[0])
-
-    def zero_grad(self, tensors) -> None:
-        for t in tensors:
-            t.grad = None
-        if self.module is not None:
-            self.module.zero_grad(set_to_none=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def make_step(case: Case, backward: bool):
-    """A function that runs one call of ``case`` on fixed inputs and returns
-    its duration in seconds: forward under no_grad, or forward + backward of
-    a fixed random output gradient to the input(s) and parameters."""
-    tensors = case.inputs(requires_grad=backward)
-    grad = torch.randn(case.output_shape(), device=case.device,
-                       dtype=case.dtype) if backward else None
-
-    def step() -> float:
-        case.zero_grad(tensors)
-        _sync(case.device)
-        start = time.perf_counter()
-        if backward:
-            case.run(tensors).backward(grad)
-        else:
-            with torch.no_grad():
-                case.run(tensors)
-        _sync(case.device)
-        return time.perf_counter() - start
-
-    step.tensors = tensors
-    return step
-
-
-def time_interleaved(steps: Dict[str, Callable[[], float]], warmup: int,
-                     repeats: int) -> Dict[str, List[float]]:
-    """Round-robin over ``steps``: ``warmup`` untimed rounds, then
-    ``repeats`` timed ones, so that load which changes over the run (other
-    processes) falls on every case alike and their ratios stay fair."""
-    times = {name: [] for name in steps}
-    for i in range(warmup + repeats):
-        for name, step in steps.items():
-            elapsed = step()
-            if i >= warmup:
-                times[name].append(elapsed)
-    return times
-
-
-def summarise(times: List[float]) -> Dict[str, float]:
-    """Median, quartiles and extremes in milliseconds."""
-    ms = sorted(t * 1e3 for t in times)
-    if len(ms) >= 2:
-        q1, _, q3 = statistics.quantiles(ms, n=4, method='inclusive')
-    else:
-        q1 = q3 = ms[0]
-    return dict(median_ms=statistics.median(ms), q1_ms=q1, q3_ms=q3,
-                min_ms=ms[0], max_ms=ms[-1], samples=len(ms))
+DIRECTIONS = ('fwd', 'fwd_bwd')
 
 
 # -------------------------------------------------------------------- memory
-def _proc_status_kib(field: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'/proc/self/status has no {field}')
-
-
-def _reset_peak_rss() -> None:
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-
-
-def measure_peak(case: Case, backward: bool) -> float:
-    """Peak memory in MiB that one call adds above what was allocated
-    before it (after one untimed call of the same kind)."""
-    step = make_step(case, backward)
-    step()
-    case.zero_grad(step.tensors)  # the measured call starts from no grads
-    if case.device.type == 'cuda':
-        base = torch.cuda.memory_allocated(case.device)
-        torch.cuda.reset_peak_memory_stats(case.device)
-        step()
-        return (torch.cuda.max_memory_allocated(case.device) - base) / 2**20
-    _reset_peak_rss()
-    base = _proc_status_kib('VmRSS')
-    step()
-    return (_proc_status_kib('VmHWM') - base) / 1024
-
-
 def memory_in_subprocess(case: str, args) -> Dict[str, Optional[float]]:
-    """Run :func:`measure_peak` for ``case`` in a fresh interpreter."""
+    """Peak memory of one call of ``case`` in a fresh interpreter."""
     cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-worker',
            case, '--shape', *map(str, args.shape), '--scale', str(args.scale),
            '--dtype', args.dtype, '--device', args.device, '--threads',
@@ -270,8 +75,42 @@ def memory_worker(args) -> None:
     setup_threads(args)
     case = Case(args.memory_worker, tuple(args.shape), args.scale,
                 torch.device(args.device), DTYPES[args.dtype])
-    print(json.dumps(dict(fwd_mib=measure_peak(case, backward=False),
-                          fwd_bwd_mib=measure_peak(case, backward=True))))
+    print(json.dumps(dict(fwd_mib=measure_peak_mib(case, backward=False),
+                          fwd_bwd_mib=measure_peak_mib(case, backward=True))))
+
+
+def peak_memory(name: str, case: Case, args) -> Dict[str, float]:
+    if case.device.type == 'cpu':
+        return memory_in_subprocess(name, args)
+    return dict(fwd_mib=measure_peak_mib(case, False),
+                fwd_bwd_mib=measure_peak_mib(case, True))
+
+
+# ------------------------------------------------------------------ roofline
+def op_costs(name: str, args) -> Optional[Dict]:
+    """Bytes and MACs of an op case, per direction; None for layers."""
+    itemsize = torch.empty(0, dtype=DTYPES[args.dtype]).element_size()
+    if name.startswith('reassemble['):
+        cost = reassemble_cost
+    elif name.startswith('dlu_reassemble['):
+        cost = dlu_reassemble_cost
+    else:
+        return None
+    return cost(tuple(args.shape), UP_KERNEL, 1, args.scale, itemsize)
+
+
+def add_roofline(results: Dict, peaks, args) -> None:
+    for name, entry in results.items():
+        costs = op_costs(name, args)
+        if costs is None:
+            continue
+        entry['roofline'] = {}
+        for d in DIRECTIONS:
+            bound_s, limiter = costs[d].bound_s(peaks)
+            entry['roofline'][d] = dict(
+                bytes=costs[d].bytes, macs=costs[d].macs,
+                bound_ms=bound_s * 1e3, limiter=limiter,
+                fraction=bound_s * 1e3 / entry[d]['median_ms'])
 
 
 # ----------------------------------------------------------------- main run
@@ -282,16 +121,23 @@ def setup_threads(args) -> None:
 
 def run_cases(args) -> Dict:
     device = torch.device(args.device)
-    shape = tuple(args.shape)
+    dtype = DTYPES[args.dtype]
+    if args.mmcv_sdist and device.type == 'cuda' and \
+            mmcv_carafe.mmcv_op() is None:
+        build_dir = args.mmcv_build_dir or tempfile.mkdtemp(
+            prefix='mmcv_carafe_')
+        start = time.perf_counter()
+        mmcv_carafe.build(args.mmcv_sdist, build_dir)
+        print(f"built mmcv's CARAFE from {args.mmcv_sdist} in "
+              f'{time.perf_counter() - start:.0f} s', flush=True)
     cases, skipped = {}, {}
-    for name in args.cases:
+    for name in args.cases or default_cases(device):
         reason = unavailable(name, device)
         if reason is not None:
             skipped[name] = reason
             continue
         torch.manual_seed(0)
-        cases[name] = Case(name, shape, args.scale, device,
-                           DTYPES[args.dtype])
+        cases[name] = Case(name, tuple(args.shape), args.scale, device, dtype)
     results = {name: {} for name in cases}
     for direction, backward in (('fwd', False), ('fwd_bwd', True)):
         times = time_interleaved(
@@ -301,14 +147,18 @@ def run_cases(args) -> Dict:
             results[name][direction] = summarise(times[name])
     if args.memory:
         for name, case in cases.items():
-            results[name]['peak_mib'] = (
-                memory_in_subprocess(name, args) if device.type == 'cpu' else
-                dict(fwd_mib=measure_peak(case, False),
-                     fwd_bwd_mib=measure_peak(case, True)))
+            results[name]['peak_mib'] = peak_memory(name, case, args)
+    peaks = None
+    if args.roofline:
+        peaks = measure_peaks(device, dtype if dtype != torch.float16 or
+                              device.type == 'cuda' else torch.float32)
+        add_roofline(results, peaks, args)
     add_ratios(results)
+    targets = targets_for(device.type, args.scale)
     return dict(results=results, skipped=skipped,
-                targets=evaluate_targets(results),
-                kernel_prediction_speedup=kernel_prediction_speedup(results))
+                peaks=peaks.as_dict() if peaks else None,
+                targets=evaluate(targets, results),
+                split=split(results))
 
 
 def add_ratios(results: Dict) -> None:
@@ -317,45 +167,30 @@ def add_ratios(results: Dict) -> None:
     for entry in results.values():
         entry['x_bilinear'] = {
             d: (entry[d]['median_ms'] / ref[d]['median_ms'] if ref else None)
-            for d in ('fwd', 'fwd_bwd')
-        }
+            for d in DIRECTIONS}
 
 
-def evaluate_targets(results: Dict) -> List[Dict]:
-    out = []
-    for label, case, ref, direction, mode, threshold in TARGETS:
-        if case not in results or ref not in results:
-            missing = [c for c in (case, ref) if c not in results]
-            out.append(dict(target=label, status='N/A', ratio=None,
-                            threshold=threshold,
-                            reason=f'not measured: {", ".join(missing)}'))
-            continue
-        a = results[case][direction]['median_ms']
-        b = results[ref][direction]['median_ms']
-        ratio = a / b if mode == 'le' else b / a
-        ok = ratio <= threshold if mode == 'le' else ratio >= threshold
-        out.append(dict(target=label, status='PASS' if ok else 'FAIL',
-                        ratio=ratio, threshold=threshold,
-                        measured=f'{case} {a:.3f} ms vs {ref} {b:.3f} ms '
-                        f'({direction})'))
+SPLITS = {  # layer: (its kernel prediction, its op on this layer's backend)
+    'carafe_portable': ('carafe_portable[kernels]', 'reassemble[native]'),
+    'dlu': ('dlu[kernels]', 'dlu_reassemble[native]'),
+}
+
+
+def split(results: Dict) -> Dict:
+    """Each layer's time as kernel prediction + op (medians, ms), where the
+    three cases were measured: what bounds a speed-up."""
+    out = {}
+    for layer, (kernels, op) in SPLITS.items():
+        if all(c in results for c in (layer, kernels, op)):
+            out[layer] = {d: dict(layer=results[layer][d]['median_ms'],
+                                  kernels=results[kernels][d]['median_ms'],
+                                  op=results[op][d]['median_ms'])
+                          for d in DIRECTIONS}
     return out
 
 
-def kernel_prediction_speedup(results: Dict) -> Optional[Dict[str, float]]:
-    """Portable CARAFE's kernel-prediction time over DLU's, per direction.
-    The layers share the reassembly, so with t = prediction + reassembly
-    their speed-up (a + R) / (b + R) never exceeds a / b when a > b: this
-    is the ceiling a faster reassembly could lift it to. None when a case
-    is missing."""
-    carafe, dlu = KERNEL_PREDICTION
-    if carafe not in results or dlu not in results:
-        return None
-    return {d: results[carafe][d]['median_ms'] / results[dlu][d]['median_ms']
-            for d in ('fwd', 'fwd_bwd')}
-
-
 def _timing(d: Dict) -> str:
-    return (f'{d["median_ms"]:9.3f} [{d["q1_ms"]:.3f}-{d["q3_ms"]:.3f}]')
+    return f'{d["median_ms"]:9.3f} [{d["q1_ms"]:.3f}-{d["q3_ms"]:.3f}]'
 
 
 def _ratio(x: Optional[float]) -> str:
@@ -365,17 +200,19 @@ def _ratio(x: Optional[float]) -> str:
 def format_report(args, report: Dict) -> str:
     n, c, h, w = args.shape
     s = args.scale
+    device = torch.device(args.device)
     threads = (f', {torch.get_num_threads()} threads'
-               if torch.device(args.device).type == 'cpu' else '')
+               if device.type == 'cpu' else
+               f' ({torch.cuda.get_device_name(device)})')
     lines = [
         f'Input {n}x{c}x{h}x{w} {args.dtype} -> {n}x{c}x{s * h}x{s * w} '
         f'(s={s}) on {args.device}{threads}; {args.repeats} timed calls '
         f'after {args.warmup} warm-up; k_up={UP_KERNEL}',
         'Times in ms: median [IQR q1-q3]; "x bil" = median / bilinear '
         'median; fwd runs under no_grad; fwd+bwd backpropagates a random '
-        'output gradient to the input and parameters.',
-        f'{"case":<20}{"fwd ms":>28}{"x bil":>8}{"fwd+bwd ms":>28}'
-        f'{"x bil":>8}{"peak MiB fwd/fwd+bwd":>24}',
+        'output gradient to the inputs and parameters.',
+        f'{"case":<26}{"fwd ms":>28}{"x bil":>7}{"fwd+bwd ms":>30}'
+        f'{"x bil":>7}{"peak MiB fwd/fwd+bwd":>23}',
     ]
     for name, e in report['results'].items():
         xb = e['x_bilinear']
@@ -383,16 +220,39 @@ def format_report(args, report: Dict) -> str:
         mem_s = f'{mem["fwd_mib"]:.1f} / {mem["fwd_bwd_mib"]:.1f}' \
             if mem else '-'
         lines.append(
-            f'{name:<20}{_timing(e["fwd"]):>28}{_ratio(xb["fwd"]):>8}'
-            f'{_timing(e["fwd_bwd"]):>28}{_ratio(xb["fwd_bwd"]):>8}'
-            f'{mem_s:>24}')
+            f'{name:<26}{_timing(e["fwd"]):>28}{_ratio(xb["fwd"]):>7}'
+            f'{_timing(e["fwd_bwd"]):>30}{_ratio(xb["fwd_bwd"]):>7}'
+            f'{mem_s:>23}')
     for name, reason in report['skipped'].items():
-        lines.append(f'{name:<20}skipped: {reason}')
+        lines.append(f'{name:<26}skipped: {reason}')
     lines.append('Peak MiB: memory one call adds above what was allocated '
                  'before it (CPU: peak RSS in a fresh subprocess; CUDA: '
                  'max_memory_allocated).')
-    lines.append('')
-    lines.append('Targets (ratios of medians from this run):')
+    peaks = report.get('peaks')
+    if peaks:
+        lines += [
+            '',
+            f'Roofline: this machine moves {peaks["bandwidth_bytes_per_s"] / 1e9:.1f}'
+            f' GB/s (a {peaks["copy_bytes"] >> 20} MiB copy, read + write) and '
+            f'does {peaks["macs_per_s"] / 1e9:.1f} GMAC/s (a {peaks["matmul_size"]}'
+            f'^3 {peaks["dtype"]} matmul), measured in this run. An op can go '
+            'no faster than its bytes at that bandwidth or its MACs at that '
+            'rate (bound = the larger); "of bound" = bound / median.',
+            f'{"op":<26}{"dir":>8}{"MiB moved":>11}{"GMACs":>8}{"bound ms":>10}'
+            f'{"limit":>9}{"median ms":>11}{"of bound":>10}']
+        for name, e in report['results'].items():
+            for d, r in e.get('roofline', {}).items():
+                lines.append(
+                    f'{name:<26}{d:>8}{r["bytes"] / 2**20:>11.1f}'
+                    f'{r["macs"] / 1e9:>8.3f}{r["bound_ms"]:>10.3f}'
+                    f'{r["limiter"]:>9}{e[d]["median_ms"]:>11.3f}'
+                    f'{100 * r["fraction"]:>9.0f}%')
+    for layer, parts in report.get('split', {}).items():
+        fb = parts['fwd_bwd']
+        lines.append(
+            f'Split of {layer} fwd+bwd: kernel prediction {fb["kernels"]:.2f}'
+            f' ms + op {fb["op"]:.2f} ms (layer {fb["layer"]:.2f} ms)')
+    lines += ['', 'Targets (ratios of medians from this run):']
     for t in report['targets']:
         if t['status'] == 'N/A':
             lines.append(f'  N/A   {t["target"]}: {t["reason"]}')
@@ -400,13 +260,8 @@ def format_report(args, report: Dict) -> str:
             lines.append(f'  {t["status"]:<5} {t["target"]}: '
                          f'{t["ratio"]:.2f}x (limit {t["threshold"]}x; '
                          f'{t["measured"]})')
-    ceiling = report.get('kernel_prediction_speedup')
-    if ceiling is not None:
-        lines.append(
-            f'Kernel prediction alone, portable CARAFE / DLU: '
-            f'{ceiling["fwd"]:.2f}x fwd, {ceiling["fwd_bwd"]:.2f}x fwd+bwd '
-            f'(the reassembly is shared, so no faster reassembly lifts the '
-            f'layer speed-up above this).')
+    if not report['targets']:
+        lines.append('  (none at this device and scale)')
     return '\n'.join(lines)
 
 
@@ -496,6 +351,7 @@ def _model_cfg(config: str, cfg_options: Optional[Dict]):
 
 def _is_nearest_everywhere(model_cfg) -> bool:
     """True when every ``upsample_cfg`` with a type is ``nearest``."""
+    from dlu_mm.layers.builder import iter_upsample_cfgs
     types = [owner['upsample_cfg']['type']
              for _, owner in iter_upsample_cfgs(model_cfg)
              if 'type' in owner['upsample_cfg']]
@@ -540,10 +396,10 @@ def model_steps(cfg, img_size, device) -> Tuple[Callable, Callable, int]:
                                          momentum=0.9))
 
     def timed(fn):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         return time.perf_counter() - start
 
     def train_step():
@@ -627,8 +483,18 @@ def format_models(args, out: Dict) -> str:
 
 
 # ----------------------------------------------------------------------- cli
-def parse_args(argv=None):
+def _cfg_options(values):
+    """``--cfg-options key=value ...`` as mmengine's DictAction parses them
+    (imported only when given: the other modes need no mmengine)."""
+    if not values:
+        return None
     from mmengine.config import DictAction
+    namespace = argparse.Namespace()
+    DictAction(option_strings=[], dest='cfg')(None, namespace, values)
+    return namespace.cfg
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--shape', type=int, nargs=4, default=[1, 256, 120, 120],
                    metavar=('N', 'C', 'H', 'W'), help='low-res input')
@@ -639,10 +505,17 @@ def parse_args(argv=None):
     p.add_argument('--repeats', type=int, default=20)
     p.add_argument('--threads', type=int, default=2,
                    help='torch threads on CPU')
-    p.add_argument('--cases', nargs='+', default=list(CASES),
-                   help=f'subset of {CASES}')
+    p.add_argument('--cases', nargs='+',
+                   help=f'subset of {CASES} (default: the device\'s)')
     p.add_argument('--no-memory', dest='memory', action='store_false',
                    help='skip the peak-memory measurements')
+    p.add_argument('--no-roofline', dest='roofline', action='store_false',
+                   help='skip the bandwidth / FMA-rate measurements')
+    p.add_argument('--mmcv-sdist', help="mmcv's source distribution "
+                   '(mmcv-2.1.0.tar.gz): on CUDA without mmcv, build its '
+                   'CARAFE kernels from it for the carafe[mmcv] case')
+    p.add_argument('--mmcv-build-dir', help='where to build them (default: '
+                   'a temporary folder)')
     p.add_argument('--json', help='write the results here')
     p.add_argument('--sweep', action='store_true',
                    help='time bilinear/CARAFE/DLU over input sides and '
@@ -659,10 +532,10 @@ def parse_args(argv=None):
                    metavar=('H', 'W'))
     p.add_argument('--model-warmup', type=int, default=1)
     p.add_argument('--model-repeats', type=int, default=5)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE')
     p.add_argument('--memory-worker', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    bad = [c for c in args.cases if c not in CASES]
+    bad = [c for c in args.cases or [] if c not in CASES]
     if bad:
         p.error(f'--cases {bad} unknown; choose from {list(CASES)}')
     for name in ('scale', 'repeats', 'threads', 'model_repeats'):
@@ -680,10 +553,13 @@ def parse_args(argv=None):
         p.error(f'--device {args.device!r}: {err}')
     if device.type == 'cuda' and not torch.cuda.is_available():
         p.error(f'--device {args.device!r}: CUDA is not available here')
+    if args.mmcv_sdist and not os.path.isfile(args.mmcv_sdist):
+        p.error(f'--mmcv-sdist {args.mmcv_sdist!r}: no such file')
     if args.model:
         missing = [c for c in args.model if not os.path.isfile(c)]
         if missing:
             p.error(f'--model config(s) not found: {missing}')
+    args.cfg_options = _cfg_options(args.cfg_options)
     return args
 
 

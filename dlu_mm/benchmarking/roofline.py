@@ -1,0 +1,127 @@
+"""The physical limit an op is measured against.
+
+A kernel can go no faster than the time to move the bytes it must read and
+write at the machine's memory bandwidth, nor than the time to do its
+multiply-accumulates at the machine's FMA rate; its bound is the larger of
+the two, and the fraction of the bound it reaches is bound / measured time.
+Both peaks are measured in the same run as the ops (a large copy, a large
+matmul), on the same device, dtype and thread count, so the fractions are
+comparable across machines.
+
+Bytes count every tensor an op must touch once (inputs read, outputs
+written); MACs count the reassembly, k^2 per output value, and for DLU the
+bilinear kernel sampling, 4 per sampled kernel value (forward); backward
+the reassembly's two gradients (2 x the forward's MACs) and, for DLU, the
+sampling in the features' gradient (4), the coordinates' gradient (8) and
+the kernel space's scatter (4) per kernel value.
+"""
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+
+DIRECTIONS = ('fwd', 'fwd_bwd')
+
+
+@dataclass
+class MachinePeaks:
+    """Measured: bytes moved per second by a large copy (read + written),
+    and multiply-accumulates per second by a large matmul."""
+    bandwidth_bytes_per_s: float
+    macs_per_s: float
+    copy_bytes: int
+    matmul_size: int
+    dtype: str
+
+    def as_dict(self) -> Dict:
+        return asdict(self)
+
+
+@dataclass
+class OpCost:
+    """What one call must do: bytes read + written, multiply-accumulates."""
+    bytes: int
+    macs: int
+
+    def bound_s(self, peaks: MachinePeaks) -> Tuple[float, str]:
+        """The roofline time in seconds and what limits it ('memory' or
+        'compute')."""
+        memory = self.bytes / peaks.bandwidth_bytes_per_s
+        compute = self.macs / peaks.macs_per_s
+        return (memory, 'memory') if memory >= compute else (compute,
+                                                             'compute')
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fn, device, repeats: int) -> float:
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_peaks(device: torch.device, dtype: torch.dtype,
+                  copy_bytes: Optional[int] = None,
+                  matmul_size: Optional[int] = None,
+                  repeats: int = 5) -> MachinePeaks:
+    """Memory bandwidth from copying a buffer much larger than the caches
+    (256 MiB on CPU, 2 GiB on CUDA), FMA rate from an n x n x n matmul
+    (n = 2048 on CPU, 8192 on CUDA), both in ``dtype`` on ``device``."""
+    cuda = device.type == 'cuda'
+    copy_bytes = copy_bytes or (2 << 30 if cuda else 256 << 20)
+    n = matmul_size or (8192 if cuda else 2048)
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    src = torch.ones(copy_bytes // itemsize, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch outside the timing
+    copy_s = _median_seconds(lambda: dst.copy_(src), device, repeats)
+    del src, dst
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    out = torch.empty(n, n, dtype=dtype, device=device)
+    matmul_s = _median_seconds(lambda: torch.mm(a, b, out=out), device,
+                               repeats)
+    return MachinePeaks(2 * copy_bytes / copy_s, n**3 / matmul_s,
+                        copy_bytes, n, str(dtype).replace('torch.', ''))
+
+
+def reassemble_cost(shape, kernel_size: int, groups: int, scale: int,
+                    itemsize: int) -> Dict[str, OpCost]:
+    """CARAFE's reassembly with stored kernels, per direction."""
+    n, c, h, w = shape
+    low, high = n * h * w, n * h * w * scale * scale
+    kk = kernel_size * kernel_size
+    features, output, masks = c * low, c * high, groups * kk * high
+    macs = c * high * kk
+    fwd = OpCost((features + masks + output) * itemsize, macs)
+    bwd = OpCost((output + 2 * features + 2 * masks) * itemsize, 2 * macs)
+    return {'fwd': fwd, 'fwd_bwd': OpCost(fwd.bytes + bwd.bytes,
+                                          fwd.macs + bwd.macs)}
+
+
+def dlu_reassemble_cost(shape, kernel_size: int, groups: int, scale: int,
+                        itemsize: int) -> Dict[str, OpCost]:
+    """DLU's fused op (kernels never written), per direction."""
+    n, c, h, w = shape
+    low, high = n * h * w, n * h * w * scale * scale
+    kk = kernel_size * kernel_size
+    features, output = c * low, c * high
+    space, offsets = groups * kk * low, groups * 2 * scale * scale * low
+    reassembly, sampled = c * high * kk, groups * kk * high
+    fwd = OpCost((features + space + offsets + output) * itemsize,
+                 reassembly + 4 * sampled)
+    bwd = OpCost((output + 2 * (features + space + offsets)) * itemsize,
+                 2 * reassembly + 16 * sampled)
+    return {'fwd': fwd, 'fwd_bwd': OpCost(fwd.bytes + bwd.bytes,
+                                          fwd.macs + bwd.macs)}

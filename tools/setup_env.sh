@@ -29,7 +29,7 @@ fingerprint() {
 }
 WANT=$(fingerprint)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] &&
-  "$PY" -c "import dlu_mm, mmcv, mmdet, mmseg" 2>/dev/null; then
+  "$PY" -c "import dlu_mm, mmcv, mmdet, mmseg, mmdeploy" 2>/dev/null; then
   echo "[setup_env] .venv is up to date"
   exit 0
 fi
@@ -68,6 +68,15 @@ pip_c -q mmengine mmdet mmsegmentation pycocotools numpy opencv-python \
   ftfy regex scikit-image matplotlib scipy shapely onnx onnxruntime onnxscript pytest \
   triton
 
+step "install mmdeploy $(pinned mmdeploy) with aenum, grpcio, multiprocess, dill (--no-deps)"
+# --no-deps: mmdeploy 1.3.1 declares protobuf<=3.20.2, and resolving that
+# would downgrade protobuf and onnx below what torch's ONNX exporter and
+# onnxscript use here; nothing dlu_mm.deploy runs needs the old protobuf.
+# These four are what mmdeploy imports at run time; its other requirements
+# (onnx, mmengine, numpy, prettytable, six, terminaltables, matplotlib) are
+# installed above.
+pip_c -q --no-deps mmdeploy aenum grpcio multiprocess dill
+
 step "install dlu_mm in editable mode (compiles the native reassembly kernels)"
 # --no-deps: the stack is in place; resolving torch again would fight the
 # setuptools pin above.
@@ -75,12 +84,13 @@ MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_c -q --no-build-isolation --no-deps -e "$RO
 
 step "check the installation"
 "$PY" - <<'PY'
-import mmcv, mmdet, mmseg, mmengine, torch
+import mmcv, mmdet, mmseg, mmengine, mmdeploy, torch
 import dlu_mm
 from dlu_mm.ops import native
 assert native.is_built(), 'dlu_mm._ext was not built'
 print(f'[setup_env] ok: torch {torch.__version__}, mmcv {mmcv.__version__}, '
       f'mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, '
-      f'mmseg {mmseg.__version__}, dlu_mm {dlu_mm.__version__} (native kernels built)')
+      f'mmseg {mmseg.__version__}, mmdeploy {mmdeploy.__version__}, '
+      f'dlu_mm {dlu_mm.__version__} (native kernels built)')
 PY
 echo "$WANT" > "$STAMP"

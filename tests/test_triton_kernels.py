@@ -231,3 +231,17 @@ def test_cpu_tensors_need_the_interpreter():
             'these tensors: the Triton kernels run on CUDA tensors') in \
         proc.stderr
     assert 'TRITON_INTERPRET=1' in proc.stderr
+
+
+def test_kernels_compile_for_hopper():
+    """What the interpreter cannot check (types, constexpr specialisation of
+    sizes of 1, resource limits): every kernel compiles to sm_90 code, in
+    a process where Triton compiles."""
+    env = dict(os.environ, PYTHONPATH=str(__import__('tool_runner').ROOT))
+    env.pop('TRITON_INTERPRET', None)
+    proc = __import__('subprocess').run(
+        [sys.executable, '-m', 'dlu_mm.ops.triton_build_check', '--arch',
+         '90'], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('\nok ') + proc.stdout.startswith('ok ') == 30
+    assert '0 failed' in proc.stdout

@@ -42,8 +42,8 @@ def normalise_kernels(kernels: Tensor, up_kernel: int) -> Tensor:
     """Softmax over each group's k_up^2 values: (N, G*k_up^2, H, W) -> same
     (CARAFE's kernel normaliser, DLU's kernel space normaliser)."""
     n, c, h, w = kernels.shape
-    kernels = kernels.view(n, c // up_kernel**2, up_kernel**2, h, w)
-    return F.softmax(kernels, dim=2).view(n, c, h, w)
+    kernels = kernels.reshape(n, c // up_kernel**2, up_kernel**2, h, w)
+    return F.softmax(kernels, dim=2).reshape(n, c, h, w)
 
 
 def xavier_uniform_init(conv: nn.Conv2d) -> None:

@@ -237,6 +237,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t tile = std::min(kChannelTile, g.Cg);
   const auto sum_products = simd_kernels<acc_t>().sum_products;
+  const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel rows [y - y0][a][tap]; upsampled feature rows
     // [channel][window row]; term lists: kernel rows [y - y0][a][term] and
@@ -287,8 +288,8 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
         }
         for (int64_t y = band.y0; y < band.y1; ++y) {
           const int64_t yb = y - band.y0;
-          for (int64_t a0 = 0; a0 < g.s; a0 += kMaxLhsRows) {
-            const int64_t rows = std::min(kMaxLhsRows, g.s - a0);
+          for (int64_t a0 = 0; a0 < g.s; a0 += lhs_rows) {
+            const int64_t rows = std::min(lhs_rows, g.s - a0);
             for (int64_t p = 0; p < rows; ++p) {
               for (int64_t q = 0; q < channels; ++q) {
                 if constexpr (widened) {
@@ -449,6 +450,7 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   // The k taps dx of a kernel row, in near-equal tiles of <= kMaxRhsRows.
   const int64_t dx_tiles = (g.k + kMaxRhsRows - 1) / kMaxRhsRows;
   const auto sum_products = simd_kernels<acc_t>().sum_products;
+  const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // dK rows of the band [y - y0][a][tap]; upsampled feature rows
     // [channel][window row]; term lists (t = channel of the block):
@@ -498,8 +500,8 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                     (ci * window + yb + dy) * g.span + g.s * dx;
               }
             }
-            for (int64_t a0 = 0; a0 < g.s; a0 += kMaxLhsRows) {
-              const int64_t rows = std::min(kMaxLhsRows, g.s - a0);
+            for (int64_t a0 = 0; a0 < g.s; a0 += lhs_rows) {
+              const int64_t rows = std::min(lhs_rows, g.s - a0);
               for (int64_t tile = 0, dx0 = 0; tile < dx_tiles; ++tile) {
                 const int64_t cols = (g.k - dx0) / (dx_tiles - tile);
                 for (int64_t p = 0; p < rows; ++p) {

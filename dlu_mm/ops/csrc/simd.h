@@ -75,7 +75,7 @@ struct RowProducts {
   bool accumulate;
 };
 
-constexpr int64_t kMaxLhsRows = 2;
+constexpr int64_t kMaxLhsRows = 4;
 constexpr int64_t kMaxRhsRows = 5;
 
 template <typename acc_t, int kBytes>
@@ -198,10 +198,12 @@ inline __attribute__((always_inline)) void products_lhs_rows(
 template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void products_any(
     const RowProducts<acc_t>& rp) {
-  static_assert(kMaxLhsRows == 2, "update the cases below");
+  static_assert(kMaxLhsRows == 4, "update the cases below");
   switch (rp.P) {
     case 1: return products_lhs_rows<acc_t, kBytes, 1>(rp);
     case 2: return products_lhs_rows<acc_t, kBytes, 2>(rp);
+    case 3: return products_lhs_rows<acc_t, kBytes, 3>(rp);
+    case 4: return products_lhs_rows<acc_t, kBytes, 4>(rp);
   }
   TORCH_CHECK(false, "dlu_mm._ext: unsupported product block P=", rp.P);
 }
@@ -329,9 +331,12 @@ struct SimdKernels {
                        acc_t* u);
   void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
   void (*sampling_grads)(const SamplingGradRow<acc_t>&);
+  // The most lhs rows (P) per sum_products() call whose sums, with
+  // kMaxRhsRows rhs rows, stay in this instruction set's registers.
+  int64_t max_lhs_rows;
 };
 
-#define DLU_DEFINE_SIMD_KERNELS(name, attributes, bytes)                    \
+#define DLU_DEFINE_SIMD_KERNELS(name, attributes, bytes, lhs_rows)          \
   template <typename acc_t>                                                 \
   attributes void name##_sum_products(const RowProducts<acc_t>& rp) {       \
     products_any<acc_t, bytes>(rp);                                         \
@@ -353,14 +358,15 @@ struct SimdKernels {
   template <typename acc_t>                                                 \
   constexpr SimdKernels<acc_t> name##_kernels() {                           \
     return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
-            &name##_downsample_row<acc_t>, &name##_sampling_grads<acc_t>};  \
+            &name##_downsample_row<acc_t>, &name##_sampling_grads<acc_t>,   \
+            lhs_rows};                                                      \
   }
 
 #ifdef DLU_X86_DISPATCH
-DLU_DEFINE_SIMD_KERNELS(avx512, DLU_TARGET_AVX512, 64)
-DLU_DEFINE_SIMD_KERNELS(avx2, DLU_TARGET_AVX2, 32)
+DLU_DEFINE_SIMD_KERNELS(avx512, DLU_TARGET_AVX512, 64, 4)
+DLU_DEFINE_SIMD_KERNELS(avx2, DLU_TARGET_AVX2, 32, 2)
 #endif
-DLU_DEFINE_SIMD_KERNELS(baseline, , 16)
+DLU_DEFINE_SIMD_KERNELS(baseline, , 16, 2)
 
 // The widest instruction set this CPU runs, chosen once.
 template <typename acc_t>

@@ -65,6 +65,9 @@ class _LoadThenRegister(importlib.abc.Loader):
     def __init__(self, loader, framework: str, adapter: str):
         self.loader, self.framework, self.adapter = loader, framework, adapter
 
+    def __getattr__(self, name):  # get_filename, is_package, ...
+        return getattr(self.loader, name)
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 

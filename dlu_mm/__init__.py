@@ -1,19 +1,19 @@
 """dlu_mm: DLU (Dynamic Lightweight Upsampling) for OpenMMLab.
 
-``import dlu_mm`` registers the ``dlu`` and ``carafe_portable`` upsample
-layers in mmengine's root registry and, for each of mmdet / mmseg that is
-installed, its adapters (necks, heads) in that framework's registry.
-"""
-import importlib.util
+The core imports torch only: :mod:`dlu_mm.ops` (the tensor functions) and
+:mod:`dlu_mm.layers` (``DLU``, ``CARAFEPortable``, plain ``nn.Module``s).
 
+``import dlu_mm`` also arranges (:mod:`dlu_mm.integrations`) that the
+``dlu`` / ``carafe_portable`` upsample types are registered in mmengine's root
+registry and the mmdet / mmseg adapters in theirs as soon as mmengine /
+``mmdet.models`` / ``mmseg.models`` are imported, without importing any of
+them itself. A config loads the adapter it needs directly:
+``custom_imports=dict(imports=['dlu_mm.mmdet'])`` (or ``'dlu_mm.mmseg'``).
+"""
+from . import integrations
 from .layers import DLU, CARAFEPortable
 
 __version__ = '0.1.0'
 __all__ = ['DLU', 'CARAFEPortable', '__version__']
 
-if importlib.util.find_spec('mmengine') is not None:
-    from . import registration  # noqa: F401
-if importlib.util.find_spec('mmdet') is not None:
-    from . import mmdet  # noqa: F401
-if importlib.util.find_spec('mmseg') is not None:
-    from . import mmseg  # noqa: F401
+integrations.install()

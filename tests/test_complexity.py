@@ -1,5 +1,6 @@
 """Parameter / MAC formulas against built modules and traced counts, the
-paper's complexity table, and tools/analysis/complexity.py (both modes)."""
+paper's complexity table, dlu_mm.analysis (layer and model costs) and
+tools/analysis/complexity.py run as a user would."""
 import json
 import warnings
 from pathlib import Path
@@ -12,13 +13,14 @@ from mmengine.analysis import complexity_analysis, get_model_complexity_info
 from mmengine.registry import MODELS
 
 from dlu_mm import DLU, CARAFEPortable
+from dlu_mm.analysis import layer_costs, model_costs
 from dlu_mm.complexity import (UpsamplerSpec, carafe_macs, carafe_params,
                                dlu_macs, dlu_params, dysample_macs,
                                dysample_params, interpolation_macs,
                                kernel_sampling_macs, reassembly_macs)
 from dlu_mm.flop_counting import flop_analyzer, registered_flop_handles
 from dlu_mm.layers.builder import build_upsampler
-from tool_runner import load_tool_module
+from tool_runner import run_tool
 
 # (C, s, k_up, G, k_enc, C_m)
 SPECS = [(256, 2, 5, 1, 3, 64), (16, 4, 3, 2, 1, 8), (12, 3, 5, 3, 5, 4),
@@ -30,11 +32,7 @@ PAPER = {2: (35489, 74148, 60992, 99584), 4: (49337, 247248, 151616, 349184),
          16: (326297, 3709248, 1964096, 5341184)}
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope='module')
-def tool():
-    return load_tool_module('tools/analysis/complexity.py')
+TOOL = 'tools/analysis/complexity.py'
 
 
 def _spec(c, s, k, g, ke, cm):
@@ -131,12 +129,13 @@ def test_handles_registered_for_get_model_complexity_info():
     assert complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS == before
 
 
-def test_paper_table_and_headline(tool):
+def test_paper_table_and_headline():
     for s, row in PAPER.items():
         spec = UpsamplerSpec(scale_factor=s)
         assert (dlu_params(spec), carafe_params(spec), dlu_macs(spec),
                 carafe_macs(spec)) == row
-    red = tool.reductions(UpsamplerSpec(), [16])['16']
+    assert layer_costs.PAPER_TABLE == PAPER
+    red = layer_costs.reductions(UpsamplerSpec(), [16])['16']
     assert round(100 * red['params']) == 91
     assert red['macs_paper_count'] >= 0.63
     # PAPER.md: counting the kernel sampling makes the 16x saving 62.7%
@@ -169,32 +168,56 @@ def test_baseline_formulas():
         dysample_macs(spec) * 12
 
 
-def test_layer_cli_writes_png_and_json(tool, tmp_path, capsys):
-    result = tool.main(['--scales', '2', '16', '--size', '8', '4',
-                        '--out-dir', str(tmp_path)])
-    out = capsys.readouterr().out
+def test_layer_report_rows_and_paper_check():
+    result = layer_costs.layer_report(UpsamplerSpec(), [2, 16], (8, 4))
+    names = ['nearest', 'bilinear', 'DySample', 'CARAFE', 'DLU',
+             'DLU+sampling']
+    rows = result['rows']
+    assert [(r['scale'], r['upsampler']) for r in rows] == \
+        [(s, n) for s in (2, 16) for n in names]
+    dlu16 = rows[names.index('DLU') + len(names)]
+    assert dlu16['params'] == PAPER[16][0]
+    assert dlu16['macs'] == PAPER[16][2] * 8 * 4
+    assert all(c['match'] for c in result['paper_check'].values())
+    assert round(100 * result['dlu_vs_carafe']['16']['params']) == 91
+    # other settings than the paper's: no paper check
+    other = layer_costs.layer_report(UpsamplerSpec(channels=64), [2], (4, 4))
+    assert other['paper_check'] is None
+
+
+def test_layer_cli_writes_png_and_json(tmp_path):
+    out = run_tool([TOOL, '--scales', '2', '16', '--size', '8', '4',
+                    '--out-dir', tmp_path]).stdout
     assert 'DLU+sampling' in out and 'match the paper' in out
     png = (tmp_path / 'upsampler_complexity.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
     data = json.loads((tmp_path / 'upsampler_complexity.json').read_text())
-    assert set(data) >= {'settings', 'rows', 'dlu_vs_carafe', 'paper_check',
-                         'notes', 'unit'}
-    assert data['rows'] == json.loads(json.dumps(result['rows']))
-    names = ['nearest', 'bilinear', 'DySample', 'CARAFE', 'DLU',
-             'DLU+sampling']
-    assert [(r['scale'], r['upsampler']) for r in data['rows']] == \
-        [(s, n) for s in (2, 16) for n in names]
-    dlu16 = data['rows'][names.index('DLU') + len(names)]
-    assert dlu16['params'] == PAPER[16][0]
-    assert dlu16['macs'] == PAPER[16][2] * 8 * 4
-    assert all(c['match'] for c in data['paper_check'].values())
-    assert round(100 * data['dlu_vs_carafe']['16']['params']) == 91
+    expected = layer_costs.layer_report(UpsamplerSpec(), [2, 16], (8, 4))
+    assert data == json.loads(json.dumps(expected))
 
 
-def test_layer_cli_rejects_bad_arguments(tool, capsys):
-    with pytest.raises(SystemExit):
-        tool.main(['--up-kernel', '4'])
-    assert '--up-kernel must be odd' in capsys.readouterr().err
+def test_layer_cli_rejects_bad_arguments():
+    proc = run_tool([TOOL, '--up-kernel', '4'], check=False)
+    assert proc.returncode == 2
+    assert '--up-kernel must be odd' in proc.stdout
+
+
+def test_baseline_cfg_swaps_every_typed_upsample_cfg():
+    from mmengine.config import ConfigDict
+
+    from dlu_mm.analysis.baselines import baseline_cfg
+    cfg = ConfigDict(
+        type='Net',
+        neck=dict(upsample_cfg=dict(type='dlu', up_kernel=3,
+                                    scale_factor=2)),
+        heads=[dict(upsample_cfg=dict(type='carafe_portable'))],
+        aux=dict(upsample_cfg=dict(mode='bilinear')))
+    base, replaced = baseline_cfg(cfg, 'bilinear')
+    assert replaced == 2
+    assert base.neck.upsample_cfg == dict(type='bilinear', scale_factor=2)
+    assert base.heads[0].upsample_cfg == dict(type='bilinear')
+    assert base.aux.upsample_cfg == dict(mode='bilinear')  # no type: kept
+    assert cfg.neck.upsample_cfg.type == 'dlu'  # the input is untouched
 
 
 @MODELS.register_module(name='TinyUpsampleNet', force=True)
@@ -215,7 +238,7 @@ class TinyUpsampleNet(nn.Module):
                                                         :2 * y.shape[3]]
 
 
-def test_config_mode_delta_equals_upsampler_formulas(tool, tmp_path):
+def test_config_mode_delta_equals_upsampler_formulas(tmp_path):
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(
         "model = dict(type='TinyUpsampleNet',\n"
@@ -223,9 +246,10 @@ def test_config_mode_delta_equals_upsampler_formulas(tool, tmp_path):
         " compressed_channels=4),\n"
         "    head=dict(upsample_cfg=dict(type='carafe_portable',"
         " up_group=2, compressed_channels=6)))\n")
-    result = tool.main([str(cfg), '--shape', '20', '28', '--out-dir',
-                        str(tmp_path)])
-    data = json.loads((tmp_path / 'tiny_complexity.json').read_text())
+    result = model_costs.config_report(str(cfg), (20, 28))
+    path = model_costs.write_config_report(result, tmp_path)
+    assert path == tmp_path / 'tiny_complexity.json'
+    data = json.loads(path.read_text())
     assert data['delta_vs_baseline'] == json.loads(json.dumps(
         result['delta_vs_baseline']))
     dlu = UpsamplerSpec(8, 2, up_kernel=3, compressed_channels=4)
@@ -248,13 +272,12 @@ def test_config_mode_delta_equals_upsampler_formulas(tool, tmp_path):
                                                   for u in ups.values())
 
 
-def test_config_mode_on_an_mmseg_config_builds_the_baseline(tool, tmp_path):
+def test_config_mode_on_an_mmseg_config_builds_the_baseline():
     """mmseg's EncoderDecoder edits its config while building; the
     baseline (bilinear) must still build from the untouched config."""
-    result = tool.main([
+    result = model_costs.config_report(
         str(ROOT / 'configs/dlu/upernet-dlu_r50_4xb4-160k_ade20k-512x512.py'),
-        '--shape', '64', '64', '--baseline', 'bilinear', '--out-dir',
-        str(tmp_path)])
+        (64, 64), baseline='bilinear')
     assert 'baseline_error' not in result
     assert result['upsample_cfgs_replaced'] == 1
     # six DLUs in the decoder (3 x 2x, then 2x, 4x, 8x), 512 channels

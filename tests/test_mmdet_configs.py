@@ -79,7 +79,7 @@ def test_dlu_config_is_mmdet_carafe_with_types_swapped(model, tmp_path):
     assert ours['train_dataloader']['batch_size'] == 2
     assert ours['optim_wrapper']['optimizer']['lr'] == 0.02
     assert ours['model']['data_preprocessor']['pad_size_divisor'] == 64
-    assert ours.pop('custom_imports') == dict(imports=['dlu_mm'],
+    assert ours.pop('custom_imports') == dict(imports=['dlu_mm.mmdet'],
                                               allow_failed_imports=False)
     assert _diff(ref, ours) == {('model', ) + p for p in expected}
 

@@ -58,24 +58,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 import dlu_mm  # noqa: E402,F401  (registers 'dlu' and 'carafe_portable')
 from dlu_mm.complexity import (UpsamplerSpec, carafe_macs,  # noqa: E402
                                carafe_params, dlu_macs, dlu_params)
-
-IMAGES = ('astronaut', 'camera', 'coffee', 'chelsea', 'rocket', 'brick',
-          'grass', 'gravel', 'coins', 'moon', 'immunohistochemistry',
-          'hubble_deep_field', 'retina', 'page', 'text')
+from dlu_mm.demo_photos import PHOTOS  # noqa: E402
+from dlu_mm.demo_photos import load_photo as load_full_photo  # noqa: E402
 
 
 def load_photo(name: str, size: int) -> np.ndarray:
-    """``skimage.data.<name>()`` centre-cropped to a square and resized to
-    (size, size, 3) float32 in [0, 1] (area interpolation)."""
+    """Photo ``name`` (one of :data:`dlu_mm.demo_photos.PHOTOS`)
+    centre-cropped to a square and resized to (size, size, 3) float32 in
+    [0, 1] (area interpolation)."""
     import cv2
-    import skimage.data
-    if name not in IMAGES:
-        raise ValueError(f'--image {name!r} is not available; accepted: '
-                         f'{", ".join(IMAGES)}')
-    img = np.asarray(getattr(skimage.data, name)())
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    img = img[..., :3]
+    img = load_full_photo(name)
     h, w = img.shape[:2]
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
@@ -268,7 +260,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Fit DLU and CARAFE to upsample a photo; plot what DLU '
         'learns.')
-    parser.add_argument('--image', default='astronaut', choices=IMAGES,
+    parser.add_argument('--image', default='astronaut', choices=PHOTOS,
                         help='a photo shipped with scikit-image')
     parser.add_argument('--scale', type=int, default=2)
     parser.add_argument('--steps', type=int, default=150)

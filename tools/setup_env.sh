@@ -24,7 +24,7 @@ pip_c() { "$PY" -m pip install --disable-pip-version-check -c "$PINS" "$@"; }
 
 # Everything that decides what gets installed or built.
 fingerprint() {
-  cat "$PINS" "$ROOT/setup.py" "$ROOT"/dlu_mm/ops/csrc/* "$0" 2>/dev/null |
+  cat "$PINS" "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT"/dlu_mm/ops/csrc/* "$0" 2>/dev/null |
     sha256sum | cut -d' ' -f1
 }
 WANT=$(fingerprint)
@@ -79,8 +79,11 @@ pip_c -q --no-deps mmdeploy aenum grpcio multiprocess dill
 
 step "install dlu_mm in editable mode (compiles the native reassembly kernels)"
 # --no-deps: the stack is in place; resolving torch again would fight the
-# setuptools pin above.
-MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_c -q --no-build-isolation --no-deps -e "$ROOT"
+# setuptools pin above. --no-build-isolation: the kernels are compiled
+# against this venv's torch. DLU_MM_WITH_EXT=1: a kernel build failure fails
+# here (a plain `pip install .` would install without the kernels instead).
+DLU_MM_WITH_EXT=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+  pip_c -q --no-build-isolation --no-deps -e "$ROOT"
 
 step "check the installation"
 "$PY" - <<'PY'

@@ -11,7 +11,7 @@
 #
 # Data root: $DLU_MM_DEMO_COCO_ROOT, default data/demo_coco/.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dlu_mm.mmdet'], allow_failed_imports=False)
 
 data_root = '{{$DLU_MM_DEMO_COCO_ROOT:data/demo_coco/}}'
 classes = ('disc', 'box', 'triangle', 'star', 'ring', 'cross')

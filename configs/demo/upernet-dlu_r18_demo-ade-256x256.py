@@ -13,7 +13,7 @@
 #
 # Data root: $DLU_MM_DEMO_ADE_ROOT, default data/demo_ade/.
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dlu_mm.mmseg'], allow_failed_imports=False)
 
 data_root = '{{$DLU_MM_DEMO_ADE_ROOT:data/demo_ade/}}'
 classes = ('sky', 'grass', 'road', 'water', 'wall', 'disc', 'box',

@@ -13,7 +13,7 @@
 #     val_evaluator.ann_file=${R}annotations/instances_val2017.json \
 #     test_evaluator.ann_file=${R}annotations/instances_val2017.json
 _base_ = 'mmdet::carafe/faster-rcnn_r50_fpn-carafe_1x_coco.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dlu_mm.mmdet'], allow_failed_imports=False)
 
 # mmdet's dataset base composed its paths from its own data_root when it was
 # read, so each of them is set again here.

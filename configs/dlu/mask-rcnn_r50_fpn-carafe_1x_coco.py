@@ -4,7 +4,7 @@
 # twin, ./faster-rcnn_r50_fpn-carafe_1x_coco.py, for the COCO root:
 # $DLU_MM_COCO_ROOT, default data/coco/).
 _base_ = 'mmdet::carafe/mask-rcnn_r50_fpn-carafe_1x_coco.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dlu_mm.mmdet'], allow_failed_imports=False)
 
 data_root = '{{$DLU_MM_COCO_ROOT:data/coco/}}'
 train_dataloader = dict(dataset=dict(data_root=data_root))

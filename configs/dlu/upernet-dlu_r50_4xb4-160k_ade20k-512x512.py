@@ -11,7 +11,7 @@
 # Data root: $DLU_MM_ADE_ROOT (default data/ade/ADEChallengeData2016), or
 # --cfg-options {train,val,test}_dataloader.dataset.data_root=...
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['dlu_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dlu_mm.mmseg'], allow_failed_imports=False)
 
 model = dict(
     decode_head=dict(

@@ -425,7 +425,7 @@ def run_models(args) -> Dict:
                      if _is_nearest_everywhere(cfgs[c].model.to_dict())),
                     None)
     if baseline is None:  # build the nearest variant of the first config
-        from complexity import baseline_cfg  # tools/analysis/complexity.py
+        from dlu_mm.analysis.baselines import baseline_cfg
         first = cfgs[configs[0]]
         base_cfg = first.copy()
         base_cfg.model, replaced = baseline_cfg(first.model, 'nearest')

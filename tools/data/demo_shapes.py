@@ -8,7 +8,8 @@ randomness, so a scene is a pure function of its generator's seed.
   polygon) in unit coordinates, scaled to a size, stretched by an aspect
   ratio and rotated (:func:`sample_shape`), rasterised with anti-aliased edges
   into an alpha map (:func:`rasterise`); the shape's mask is ``alpha >= 0.5``.
-* Textures: photo crops of scikit-image's shipped images, smooth/fine noise,
+* Textures: photo crops of scikit-image's shipped images
+  (:data:`dlu_mm.demo_photos.TEXTURE_PHOTOS`), smooth/fine noise,
   stripes, checkers and gradients, blended with random colours
   (:func:`background`, :func:`object_texture`). Colours are drawn the same way
   for every kind, so a shape's class is told by its outline only.
@@ -28,14 +29,9 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 
-SHAPES = ('disc', 'box', 'triangle', 'star', 'ring', 'cross')
+from dlu_mm.demo_photos import TEXTURE_PHOTOS, load_photo
 
-# scikit-image's shipped photos used as texture sources. Left out on purpose:
-# images full of discs or boxes (coins, colorwheel, checkerboard, retina,
-# clock), which would put unannotated shapes into the backgrounds.
-PHOTOS = ('astronaut', 'camera', 'coffee', 'chelsea', 'rocket', 'brick',
-          'grass', 'gravel', 'immunohistochemistry', 'hubble_deep_field',
-          'page', 'text', 'moon')
+SHAPES = ('disc', 'box', 'triangle', 'star', 'ring', 'cross')
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision (1/16 px)
 
@@ -43,16 +39,10 @@ _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision (1/16 px)
 # --------------------------------------------------------------- textures
 @functools.lru_cache(maxsize=None)
 def photos() -> Tuple[np.ndarray, ...]:
-    """The photos in :data:`PHOTOS` as float32 (H, W, 3) arrays in [0, 1]
-    (grey ones repeated over 3 channels); loaded once per process."""
-    import skimage.data
-    out = []
-    for name in PHOTOS:
-        img = np.asarray(getattr(skimage.data, name)())
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        out.append(np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255)
-    return tuple(out)
+    """The texture photos (:data:`dlu_mm.demo_photos.TEXTURE_PHOTOS`) as
+    float32 (H, W, 3) arrays in [0, 1]; loaded once per process."""
+    return tuple(np.ascontiguousarray(load_photo(name), dtype=np.float32) /
+                 255 for name in TEXTURE_PHOTOS)
 
 
 def random_colour(rng: np.random.Generator,

@@ -4,6 +4,7 @@
 extension is missing the package still imports, the plain-PyTorch path is
 used, and a warning says so once.
 """
+import importlib
 import warnings
 from typing import Optional, Tuple
 
@@ -11,7 +12,7 @@ import torch
 from torch import Tensor
 
 try:
-    from dlu_mm import _ext
+    _ext = importlib.import_module('dlu_mm._ext')
     _IMPORT_ERROR = None
 except ImportError as err:  # not built (e.g. a plain source checkout)
     _ext = None

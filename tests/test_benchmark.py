@@ -63,8 +63,17 @@ def test_cases_json_roofline_and_targets(bench, tmp_path, capsys):
     for row in data['targets']:
         assert row['status'] in ('PASS', 'FAIL')
         assert f'{row["status"]:<5} {row["target"]}' in report
-    assert data['split']['dlu']['fwd']['op'] == pytest.approx(
-        data['results']['dlu_reassemble[native]']['fwd']['median_ms'])
+    if native.is_built():
+        fused = data['results']['dlu_reassemble[native]']
+        for d in ('fwd', 'fwd_bwd'):
+            parts = data['split']['dlu'][d]
+            assert parts['op'] == fused[d]['median_ms']
+            assert parts['op_bound'] == fused['roofline'][d]['bound_ms']
+            assert parts['speedup_ceiling'] == pytest.approx(
+                data['results']['carafe_portable'][d]['median_ms'] /
+                (data['results']['dlu[kernels]'][d]['median_ms'] +
+                 parts['op_bound']))
+            assert f'{parts["speedup_ceiling"]:.2f}x' in report
     assert 'Roofline: this machine moves' in report
 
 

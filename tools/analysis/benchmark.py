@@ -178,14 +178,28 @@ SPLITS = {  # layer: (its kernel prediction, its op on this layer's backend)
 
 def split(results: Dict) -> Dict:
     """Each layer's time as kernel prediction + op (medians, ms), where the
-    three cases were measured: what bounds a speed-up."""
+    three cases were measured, with the op's roofline bound; and the
+    ceiling on DLU's speed-up over portable CARAFE: CARAFE's measured time
+    over DLU's kernel prediction plus its fused op at its bound -- no DLU
+    kernel, however fast, beats that."""
     out = {}
     for layer, (kernels, op) in SPLITS.items():
         if all(c in results for c in (layer, kernels, op)):
-            out[layer] = {d: dict(layer=results[layer][d]['median_ms'],
-                                  kernels=results[kernels][d]['median_ms'],
-                                  op=results[op][d]['median_ms'])
-                          for d in DIRECTIONS}
+            out[layer] = {}
+            for d in DIRECTIONS:
+                out[layer][d] = dict(
+                    layer=results[layer][d]['median_ms'],
+                    kernels=results[kernels][d]['median_ms'],
+                    op=results[op][d]['median_ms'])
+                bound = results[op].get('roofline', {}).get(d)
+                if bound:
+                    out[layer][d]['op_bound'] = bound['bound_ms']
+    if 'dlu' in out and 'carafe_portable' in results:
+        for d in DIRECTIONS:
+            parts = out['dlu'][d]
+            if 'op_bound' in parts:
+                parts['speedup_ceiling'] = results['carafe_portable'][d][
+                    'median_ms'] / (parts['kernels'] + parts['op_bound'])
     return out
 
 
@@ -248,10 +262,17 @@ def format_report(args, report: Dict) -> str:
                     f'{r["limiter"]:>9}{e[d]["median_ms"]:>11.3f}'
                     f'{100 * r["fraction"]:>9.0f}%')
     for layer, parts in report.get('split', {}).items():
-        fb = parts['fwd_bwd']
-        lines.append(
-            f'Split of {layer} fwd+bwd: kernel prediction {fb["kernels"]:.2f}'
-            f' ms + op {fb["op"]:.2f} ms (layer {fb["layer"]:.2f} ms)')
+        for d, p in parts.items():
+            bound = (f', op bound {p["op_bound"]:.2f} ms' if 'op_bound' in p
+                     else '')
+            lines.append(
+                f'Split of {layer} {d}: kernel prediction {p["kernels"]:.2f} '
+                f'ms + op {p["op"]:.2f} ms (layer {p["layer"]:.2f} ms'
+                f'{bound})')
+            if 'speedup_ceiling' in p:
+                lines.append(
+                    f'  ceiling on DLU {d} speed-up over portable CARAFE, the '
+                    f'fused op at its roofline bound: {p["speedup_ceiling"]:.2f}x')
     lines += ['', 'Targets (ratios of medians from this run):']
     for t in report['targets']:
         if t['status'] == 'N/A':

@@ -1,6 +1,7 @@
 """Training that can be trusted: bf16 autocast on CPU, bit-identical
 repeat runs, a SIGKILLed run that resumes to the same weights, and bad
 configs that fail before training with the key named."""
+import ast
 import json
 import signal
 import subprocess
@@ -46,7 +47,8 @@ def _losses(work):
 
 
 def _weights(path):
-    return torch.load(path, weights_only=False)['state_dict']
+    """The state dict of a tool checkpoint, which loads weights-only."""
+    return torch.load(path, weights_only=True)['state_dict']
 
 
 def _assert_same_weights(a, b):
@@ -127,7 +129,9 @@ def killed_and_resumed_run(tmp_path_factory, coco_env, uninterrupted_run):
         killed, 8, 2))], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (killed / 'iter_4.pth.sha256').exists():
+    marker = killed / 'last_checkpoint'  # written once iter_4.pth is saved
+    while not (marker.exists() and marker.read_text().strip().endswith(
+            'iter_4.pth')):
         assert proc.poll() is None, 'training ended before it could be killed'
         assert time.time() < deadline, 'no checkpoint after 300 s'
         time.sleep(0.2)
@@ -158,11 +162,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
                          _weights(killed / 'iter_8.pth'))
 
 
+LISTED = "registered upsample types: "
+
+
 @pytest.mark.parametrize('options,env,message', [
     (['model.neck.upsample_cfg.type=dlux'], {},
      "model.neck.upsample_cfg['type']='dlux' is not a registered upsample "
-     "layer; registered upsample types: ['bilinear', 'carafe', "
-     "'carafe_portable', 'deconv', 'dlu', 'nearest', 'pixel_shuffle']"),
+     "layer; " + LISTED),
     (['model.neck.upsample_cfg.channels=64'], {},
      'model.neck.upsample_cfg.channels=64 does not match '
      'model.neck.out_channels=128'),
@@ -171,14 +177,43 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
      'ratio (2)'),
     ([], {'DLU_MM_DEMO_COCO_ROOT': '/nonexistent/coco/'},
      "train_dataloader.dataset.data_root='/nonexistent/coco/' does not exist"),
+    (['val_evaluator.ann_file=/nonexistent/val.json'], {},
+     "val_evaluator.ann_file='/nonexistent/val.json' does not exist"),
 ])
 def test_bad_config_fails_before_training(tmp_path, coco_env, options, env,
                                           message):
+    """The tool's pre-flight names the key, in one message: no traceback,
+    exit status 1, nothing trained."""
     work = tmp_path / 'bad'
     proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work,
                      '--cfg-options', *FAST, *options],
                     env=dict(coco_env, **env), check=False, timeout=120)
-    assert proc.returncode != 0
-    assert message in proc.stdout
+    assert proc.returncode == 1
+    assert f'train.py: error: {message}' in proc.stdout
+    assert 'Traceback' not in proc.stdout
     assert 'Iter(train)' not in proc.stdout
     assert not work.exists() or not list(work.glob('*.pth'))
+    if LISTED in message:
+        _check_listed_types(proc.stdout)
+
+
+def _check_listed_types(out):
+    """The types the message lists are the upsample layers a config can
+    use: each one builds (in mmdet's scope, as the tool) into a layer that
+    upsamples 2x -- mmcv's CUDA-only 'carafe' is built only -- and the
+    layers README promises are among them."""
+    from mmengine.registry import DefaultScope
+    from dlu_mm.layers.builder import build_upsampler
+    listed = ast.literal_eval(
+        out[out.index(LISTED) + len(LISTED):].splitlines()[0])
+    assert {'dlu', 'carafe_portable', 'carafe', 'nearest', 'bilinear',
+            'deconv', 'pixel_shuffle'} <= set(listed)
+    assert 'dlux' not in listed
+    x = torch.randn(1, 8, 5, 6)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        for name in listed:
+            kernel = {'upsample_kernel': 3} if name in (
+                'deconv', 'pixel_shuffle') else {}  # their required key
+            layer = build_upsampler(dict(type=name, **kernel), 8, 2)
+            if name != 'carafe':
+                assert layer(x).shape == (1, 8, 10, 12), name

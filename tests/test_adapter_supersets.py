@@ -80,7 +80,7 @@ def seg_head(stock, adapter, size=(25, 19), widths=SEG_WIDTHS, **kw):
 
 def carafe_layer(**kw):
     return Row(CARAFEPack, CARAFEPortable, kw,
-               lambda: torch.randn(2, kw['channels'], 5, 4), 'mmdet')
+               lambda: torch.randn(1, kw['channels'], 3, 4), 'mmdet')
 
 
 TABLE = {

@@ -90,6 +90,7 @@ def test_training_checkpoint_is_plain_and_round_trips(tmp_path):
     """What the tools' hooks save: the message hub (HistoryBuffers, numpy
     runtime info), RNG states and a Counter (MultiStepLR's milestones) load
     with weights_only=True and no allow-list at all, and come back equal."""
+    assert list(plain.unsafe_paths(capture_rng_state())) == []
     hub = _message_hub()
     state = hub.state_dict()
     checkpoint = {'meta': {'iter': 3}, 'message_hub': state,

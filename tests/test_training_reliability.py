@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tool_runner import ROOT, load_tool_module, run_tool, tool_env
+from tool_runner import PROBE_ENV, ROOT, load_tool_module, run_tool, tool_env
 
 CONFIG = 'configs/demo/faster-rcnn_r18_fpn-dlu_demo-coco.py'
 FAST = ['default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
@@ -100,10 +100,38 @@ def test_mmcv_fp32_ops_under_cpu_amp_match_float32():
         roi_align(feats.bfloat16(), rois.bfloat16())
 
 
+DTYPE_PROBE = """_base_ = {base!r}
+custom_imports = dict(imports=['dlu_mm', 'tool_probes'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='DtypeProbeHook', out_file={out!r})]
+"""
+
+
 def test_amp_training_on_cpu(tmp_path, coco_env):
-    work = tmp_path / 'amp'
-    out = run_tool(_train_args(work, 3, 3, '--amp'), env=coco_env).stdout
+    """train.py --amp: in the first step DLU's convolutions and its fused
+    reassembly (forward and backward) ran in bfloat16, mmcv's nms and
+    roi_align kernels in float32; losses finite, weights stay float32."""
+    work, record = tmp_path / 'amp', tmp_path / 'dtypes.json'
+    config = tmp_path / 'probe.py'
+    config.write_text(DTYPE_PROBE.format(base=str(ROOT / CONFIG),
+                                         out=str(record)))
+    args = _train_args(work, 3, 3, '--amp')
+    args[1] = config
+    out = run_tool(args, env=dict(coco_env, **PROBE_ENV)).stdout
     assert "type='CPUAmpOptimWrapper'" in out  # the logged config
+    dtypes = json.loads(record.read_text())
+    # 4 DLU upsamplers x 3 convs (compressor, kernel space, offsets)
+    assert len(dtypes['convs']) == 12
+    assert all(pair == ['bfloat16', 'bfloat16'] for pair in dtypes['convs'])
+    # the fused op (native backend), or sampling + reassembly (torch)
+    for suffix in ('reassemble', 'reassemble_backward'):
+        calls = [call for op in ('dlu_mm::dlu_', 'dlu_mm::')
+                 for call in dtypes.get(op + suffix, [])]
+        assert len(calls) == 4, suffix
+        assert all(d == 'bfloat16' for call in calls for d in call), suffix
+    for kernel in ('nms', 'roi_align_forward'):
+        assert dtypes[kernel], kernel
+        assert all(d == 'float32' for call in dtypes[kernel] for d in call)
     losses = _losses(work)
     assert len(losses) == 3 and all(v == v and v > 0 for v in losses)
     assert all(v.dtype == torch.float32

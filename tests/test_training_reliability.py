@@ -1,6 +1,7 @@
 """Training that can be trusted: bf16 autocast on CPU, bit-identical
 repeat runs, a SIGKILLed run that resumes to the same weights, and bad
 configs that fail before training with the key named."""
+import ast
 import json
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tool_runner import ROOT, load_tool_module, run_tool, tool_env
+from tool_runner import PROBE_ENV, ROOT, load_tool_module, run_tool, tool_env
 
 CONFIG = 'configs/demo/faster-rcnn_r18_fpn-dlu_demo-coco.py'
 FAST = ['default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
@@ -46,7 +47,8 @@ def _losses(work):
 
 
 def _weights(path):
-    return torch.load(path, weights_only=False)['state_dict']
+    """The state dict of a tool checkpoint, which loads weights-only."""
+    return torch.load(path, weights_only=True)['state_dict']
 
 
 def _assert_same_weights(a, b):
@@ -98,10 +100,38 @@ def test_mmcv_fp32_ops_under_cpu_amp_match_float32():
         roi_align(feats.bfloat16(), rois.bfloat16())
 
 
+DTYPE_PROBE = """_base_ = {base!r}
+custom_imports = dict(imports=['dlu_mm', 'tool_probes'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='DtypeProbeHook', out_file={out!r})]
+"""
+
+
 def test_amp_training_on_cpu(tmp_path, coco_env):
-    work = tmp_path / 'amp'
-    out = run_tool(_train_args(work, 3, 3, '--amp'), env=coco_env).stdout
+    """train.py --amp: in the first step DLU's convolutions and its fused
+    reassembly (forward and backward) ran in bfloat16, mmcv's nms and
+    roi_align kernels in float32; losses finite, weights stay float32."""
+    work, record = tmp_path / 'amp', tmp_path / 'dtypes.json'
+    config = tmp_path / 'probe.py'
+    config.write_text(DTYPE_PROBE.format(base=str(ROOT / CONFIG),
+                                         out=str(record)))
+    args = _train_args(work, 3, 3, '--amp')
+    args[1] = config
+    out = run_tool(args, env=dict(coco_env, **PROBE_ENV)).stdout
     assert "type='CPUAmpOptimWrapper'" in out  # the logged config
+    dtypes = json.loads(record.read_text())
+    # 4 DLU upsamplers x 3 convs (compressor, kernel space, offsets)
+    assert len(dtypes['convs']) == 12
+    assert all(pair == ['bfloat16', 'bfloat16'] for pair in dtypes['convs'])
+    # the fused op (native backend), or sampling + reassembly (torch)
+    for suffix in ('reassemble', 'reassemble_backward'):
+        calls = [call for op in ('dlu_mm::dlu_', 'dlu_mm::')
+                 for call in dtypes.get(op + suffix, [])]
+        assert len(calls) == 4, suffix
+        assert all(d == 'bfloat16' for call in calls for d in call), suffix
+    for kernel in ('nms', 'roi_align_forward'):
+        assert dtypes[kernel], kernel
+        assert all(d == 'float32' for call in dtypes[kernel] for d in call)
     losses = _losses(work)
     assert len(losses) == 3 and all(v == v and v > 0 for v in losses)
     assert all(v.dtype == torch.float32
@@ -127,7 +157,9 @@ def killed_and_resumed_run(tmp_path_factory, coco_env, uninterrupted_run):
         killed, 8, 2))], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (killed / 'iter_4.pth.sha256').exists():
+    marker = killed / 'last_checkpoint'  # written once iter_4.pth is saved
+    while not (marker.exists() and marker.read_text().strip().endswith(
+            'iter_4.pth')):
         assert proc.poll() is None, 'training ended before it could be killed'
         assert time.time() < deadline, 'no checkpoint after 300 s'
         time.sleep(0.2)
@@ -158,11 +190,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
                          _weights(killed / 'iter_8.pth'))
 
 
+LISTED = "registered upsample types: "
+
+
 @pytest.mark.parametrize('options,env,message', [
     (['model.neck.upsample_cfg.type=dlux'], {},
      "model.neck.upsample_cfg['type']='dlux' is not a registered upsample "
-     "layer; registered upsample types: ['bilinear', 'carafe', "
-     "'carafe_portable', 'deconv', 'dlu', 'nearest', 'pixel_shuffle']"),
+     "layer; " + LISTED),
     (['model.neck.upsample_cfg.channels=64'], {},
      'model.neck.upsample_cfg.channels=64 does not match '
      'model.neck.out_channels=128'),
@@ -171,14 +205,43 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
      'ratio (2)'),
     ([], {'DLU_MM_DEMO_COCO_ROOT': '/nonexistent/coco/'},
      "train_dataloader.dataset.data_root='/nonexistent/coco/' does not exist"),
+    (['val_evaluator.ann_file=/nonexistent/val.json'], {},
+     "val_evaluator.ann_file='/nonexistent/val.json' does not exist"),
 ])
 def test_bad_config_fails_before_training(tmp_path, coco_env, options, env,
                                           message):
+    """The tool's pre-flight names the key, in one message: no traceback,
+    exit status 1, nothing trained."""
     work = tmp_path / 'bad'
     proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work,
                      '--cfg-options', *FAST, *options],
                     env=dict(coco_env, **env), check=False, timeout=120)
-    assert proc.returncode != 0
-    assert message in proc.stdout
+    assert proc.returncode == 1
+    assert f'train.py: error: {message}' in proc.stdout
+    assert 'Traceback' not in proc.stdout
     assert 'Iter(train)' not in proc.stdout
     assert not work.exists() or not list(work.glob('*.pth'))
+    if LISTED in message:
+        _check_listed_types(proc.stdout)
+
+
+def _check_listed_types(out):
+    """The types the message lists are the upsample layers a config can
+    use: each one builds (in mmdet's scope, as the tool) into a layer that
+    upsamples 2x -- mmcv's CUDA-only 'carafe' is built only -- and the
+    layers README promises are among them."""
+    from mmengine.registry import DefaultScope
+    from dlu_mm.layers.builder import build_upsampler
+    listed = ast.literal_eval(
+        out[out.index(LISTED) + len(LISTED):].splitlines()[0])
+    assert {'dlu', 'carafe_portable', 'carafe', 'nearest', 'bilinear',
+            'deconv', 'pixel_shuffle'} <= set(listed)
+    assert 'dlux' not in listed
+    x = torch.randn(1, 8, 5, 6)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        for name in listed:
+            kernel = {'upsample_kernel': 3} if name in (
+                'deconv', 'pixel_shuffle') else {}  # their required key
+            layer = build_upsampler(dict(type=name, **kernel), 8, 2)
+            if name != 'carafe':
+                assert layer(x).shape == (1, 8, 10, 12), name

@@ -27,10 +27,17 @@ def tool_env(env=None) -> dict:
     return full_env
 
 
-def run_tool(args, env=None, timeout=600, check=True):
-    """``python tools/...`` from the repo root; returns the completed process
-    (stdout and stderr merged). On failure the output is in the message."""
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
+# tests/ on the path as well: configs written by tests import the hooks of
+# tests/tool_probes.py through custom_imports
+PROBE_ENV = {'PYTHONPATH': f'{ROOT}{os.pathsep}{ROOT / "tests"}'}
+
+
+def run_tool(args, env=None, timeout=600, check=True, program=None):
+    """``python tools/...`` (or ``program`` + ``args``, e.g. ``['bash']``)
+    from the repo root; returns the completed process (stdout and stderr
+    merged). On failure the output is in the message."""
+    command = program or [sys.executable]
+    proc = subprocess.run([*command, *map(str, args)], cwd=ROOT,
                           env=tool_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           timeout=timeout)

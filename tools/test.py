@@ -13,7 +13,10 @@ import os.path as osp
 
 import dlu_mm  # noqa: F401  (registers DLU and the mmdet/mmseg adapters)
 from dlu_mm.engine import install_checkpoint_loader, setup_cpu_distributed
-from dlu_mm.engine.tool_setup import add_common_args, build_runner, load_config
+from dlu_mm.engine.checkpoint import check_checkpoint
+from dlu_mm.engine.config_checks import check_config
+from dlu_mm.engine.tool_setup import (ToolError, add_common_args,
+                                      build_runner, load_config, run_tool_main)
 
 
 def parse_args():
@@ -46,8 +49,8 @@ def enable_visualization(cfg, args) -> None:
         return
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
-        raise RuntimeError('--show/--show-dir need a "visualization" entry in '
-                           'default_hooks')
+        raise ToolError('--show/--show-dir need a "visualization" entry in '
+                        'default_hooks')
     hook.update(draw=True, interval=1, show=args.show,
                 wait_time=args.wait_time)
     if args.show_dir:
@@ -65,13 +68,17 @@ def main():
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
-    setup_cpu_distributed(cfg, args.launcher)
+    if args.out is not None and scope == 'mmdet' and \
+            not args.out.endswith(('.pkl', '.pickle')):
+        raise ToolError(f'--out must be a .pkl file, got {args.out}')
+
+    check_config(cfg, mode='test')
     install_checkpoint_loader(trust_all=args.trust_checkpoint)
+    check_checkpoint(args.checkpoint)
+    setup_cpu_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     if args.out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
@@ -87,4 +94,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

@@ -5,13 +5,17 @@ mmseg's tools/train.py, plus --trust-checkpoint.
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|...]
 """
 import argparse
+import os.path as osp
 
 import torch
+from mmengine.runner import find_latest_checkpoint
 
 import dlu_mm  # noqa: F401  (registers DLU and the mmdet/mmseg adapters)
 from dlu_mm.engine import install_checkpoint_loader, setup_cpu_distributed
+from dlu_mm.engine.checkpoint import check_checkpoint
 from dlu_mm.engine.config_checks import check_config
-from dlu_mm.engine.tool_setup import add_common_args, build_runner, load_config
+from dlu_mm.engine.tool_setup import (ToolError, add_common_args,
+                                      build_runner, load_config, run_tool_main)
 
 
 def parse_args():
@@ -49,10 +53,9 @@ def main():
                 'base_batch_size' in cfg.auto_scale_lr:
             cfg.auto_scale_lr.enable = True
         else:
-            raise RuntimeError('Can not find "auto_scale_lr" or '
-                               '"auto_scale_lr.enable" or '
-                               '"auto_scale_lr.base_batch_size" in your'
-                               ' configuration file.')
+            raise ToolError('--auto-scale-lr needs "auto_scale_lr.enable" '
+                            'and "auto_scale_lr.base_batch_size" in the '
+                            f'config {args.config}')
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -61,20 +64,26 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
-    # Digests make the run's checkpoints trusted later; RNG states in them
-    # make --resume continue exactly as an uninterrupted run would.
+    # RNG states in the checkpoints make --resume continue exactly as an
+    # uninterrupted run would; everything is saved as plain data, so the
+    # checkpoints load weights-only.
     cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
-        dict(type='CheckpointDigestHook'), dict(type='RNGStateHook')]
+        dict(type='RNGStateHook'), dict(type='WeightsOnlyCheckpointHook')]
     if cfg.get('train_cfg', {}).get('type') == 'IterBasedTrainLoop':
         cfg.train_cfg.type = 'ExactResumeIterBasedTrainLoop'
-    check_config(cfg)
+    check_config(cfg, mode='train')
+    install_checkpoint_loader(trust_all=args.trust_checkpoint)
+    # the file the Runner will load (mmengine's rule), checked up front
+    start_from = cfg.get('load_from')
+    if not start_from and cfg.get('resume') and osp.isfile(
+            osp.join(cfg.work_dir, 'last_checkpoint')):
+        start_from = find_latest_checkpoint(cfg.work_dir)
+    if start_from and '://' not in start_from:
+        check_checkpoint(start_from)
     setup_cpu_distributed(cfg, args.launcher)
-    # A run's own checkpoints (its work dir) are trusted for --resume.
-    install_checkpoint_loader(trusted_dirs=[cfg.work_dir],
-                              trust_all=args.trust_checkpoint)
     runner = build_runner(cfg)
     runner.train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

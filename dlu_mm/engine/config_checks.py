@@ -66,13 +66,48 @@ def check_dataset_paths(dataset: Any, path: str) -> None:
                               f'exist under data_root {root!r}')
 
 
-def check_config(cfg) -> None:
-    """Checks for a training run: the model's upsamplers and the datasets
-    of the train loop and (if any) the val loop."""
+def check_evaluator_paths(evaluator: Any, path: str) -> None:
+    """Every local ``ann_file`` an evaluator names exists (mmdet's
+    CocoMetric reads it when built); ``evaluator`` is a dict or a list of
+    them, as mmengine's Runner accepts."""
+    items = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        key = path if len(items) == 1 and not isinstance(
+            evaluator, (list, tuple)) else f'{path}[{i}]'
+        if isinstance(item.get('metrics'), (list, tuple)):  # Evaluator cfg
+            check_evaluator_paths(item['metrics'], f'{key}.metrics')
+        ann = item.get('ann_file')
+        if isinstance(ann, str) and ann and '://' not in ann \
+                and not osp.isfile(ann):
+            raise ConfigError(f'{key}.ann_file={ann!r} does not exist '
+                              f'(override it with --cfg-options '
+                              f'{key}.ann_file=...)')
+
+
+# What each tool runs: (loader, evaluator, loop config that enables them).
+_STAGES = {
+    'train': [('train_dataloader', None, None),
+              ('val_dataloader', 'val_evaluator', 'val_cfg')],
+    'test': [('test_dataloader', 'test_evaluator', None)],
+}
+
+
+def check_config(cfg, mode: str = 'train') -> None:
+    """Checks before a Runner is built for ``mode``: the model's upsamplers,
+    and the data of what the run will use -- for ``'train'`` the train loop
+    and (if ``val_cfg`` is set) the val loop and its evaluator, for
+    ``'test'`` the test loop and its evaluator. Raises :class:`ConfigError`
+    naming the config key."""
+    if mode not in _STAGES:
+        raise ValueError(f"mode must be one of {list(_STAGES)}, got {mode!r}")
     check_upsample_cfgs(cfg.get('model'))
-    loaders = ['train_dataloader']
-    if cfg.get('val_cfg') and cfg.get('val_dataloader'):
-        loaders.append('val_dataloader')
-    for name in loaders:
-        if cfg.get(name):
-            check_dataset_paths(cfg[name].get('dataset'), f'{name}.dataset')
+    for loader, evaluator, enabled_by in _STAGES[mode]:
+        if enabled_by is not None and not cfg.get(enabled_by):
+            continue
+        if cfg.get(loader):
+            check_dataset_paths(cfg[loader].get('dataset'),
+                                f'{loader}.dataset')
+        if evaluator is not None and cfg.get(evaluator):
+            check_evaluator_paths(cfg[evaluator], evaluator)

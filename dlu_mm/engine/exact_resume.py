@@ -6,7 +6,8 @@ proposals in the RPN / RoI samplers and different flips, and ends at
 different weights than an uninterrupted run with the same seed.
 
 :class:`RNGStateHook` stores the Python, NumPy and torch (CPU and CUDA)
-generator states in every checkpoint and takes them back on resume.
+generator states in every checkpoint, as plain data that loads
+weights-only, and takes them back on resume.
 :class:`ExactResumeIterBasedTrainLoop` (``tools/train.py`` uses it in place
 of ``IterBasedTrainLoop``) restores them after mmengine has skipped the
 batches already trained on -- the point where the interrupted run saved
@@ -27,16 +28,30 @@ _PENDING = '_dlu_mm_rng_state'  # runner attribute: state to restore
 
 
 def capture_rng_state() -> dict:
+    """The Python, NumPy and torch (CPU, CUDA) generator states as plain
+    data (tuples of ints, a dict, tensors), so that a checkpoint holding
+    them loads with ``torch.load(weights_only=True)``."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state['state'] = dict(
+        numpy_state['state'],
+        key=torch.from_numpy(numpy_state['state']['key'].astype(np.int64)))
     return dict(
-        python=random.getstate(), numpy=np.random.get_state(),
+        python=random.getstate(), numpy=numpy_state,
         torch=torch.get_rng_state(),
         cuda=torch.cuda.get_rng_state_all()
         if torch.cuda.is_available() else None)
 
 
 def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state`."""
     random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
+    numpy_state = state['numpy']
+    key = numpy_state['state']['key']
+    numpy_state = dict(numpy_state, state=dict(
+        numpy_state['state'],
+        key=np.asarray(key.numpy() if isinstance(key, torch.Tensor) else key,
+                       dtype=np.uint32)))
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state['torch'])
     if state.get('cuda') is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])

@@ -31,6 +31,9 @@ class FCNMaskHeadUpsample(FCNMaskHead):
 
     ``upsample_cfg['scale_factor']`` defaults to 2 (FCNMaskHead's default
     upsampler is ``dict(type='deconv', scale_factor=2)``) when left out.
+    FCNMaskHead's own types take it as FCNMaskHead does (e.g. ``nearest``
+    with 1.5, ``bilinear`` with 2.0); any other type needs a positive
+    integer.
     For DLU, ``dict(type='dlu', scale_factor=2, up_kernel=5, up_group=1,
     encoder_kernel=3, encoder_dilation=1, compressed_channels=64)`` mirrors
     mmdet's CARAFE Mask R-CNN setting.
@@ -41,7 +44,8 @@ class FCNMaskHeadUpsample(FCNMaskHead):
     Raises:
         ValueError: at build time, for an unknown ``upsample_cfg['type']``
             (listing the registered upsample types), a ``scale_factor``
-            that is not a positive integer, or upsampler arguments that
+            that is not a positive integer for a type other than
+            FCNMaskHead's own, or upsampler arguments that
             disagree with the head (e.g. ``channels``).
     """
 
@@ -56,16 +60,16 @@ class FCNMaskHeadUpsample(FCNMaskHead):
         cfg = dict(upsample_cfg)
         if cfg['type'] is not None:
             cfg.setdefault('scale_factor', 2)
-            scale = cfg['scale_factor']
-            if not (isinstance(scale, int) and not isinstance(scale, bool)
-                    and scale > 0):
-                raise ValueError(f"{owner}['scale_factor'] must be a positive"
-                                 f' integer, got {scale!r}')
-        if cfg['type'] in _STOCK_TYPES:
+        if cfg['type'] in _STOCK_TYPES:  # FCNMaskHead's own (any scale)
             super().__init__(*args, upsample_cfg=cfg, **kwargs)
             return
         check_upsample_cfg(cfg, owner)  # unknown type: lists accepted ones
         scale = cfg.pop('scale_factor')
+        if not (isinstance(scale, int) and not isinstance(scale, bool)
+                and scale > 0):
+            raise ValueError(f"{owner}['scale_factor'] must be a positive "
+                             f"integer for type {cfg['type']!r}, got "
+                             f'{scale!r}')
         # FCNMaskHead builds convs and conv_logits (C -> classes, as for every
         # non-deconv type); a parameter-free nearest upsampler holds the
         # place of the configured one.

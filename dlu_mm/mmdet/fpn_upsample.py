@@ -52,7 +52,12 @@ class FPN_Upsample(FPN_CARAFE):
     deliberate difference: FPN_CARAFE's deconv (``output_padding = (k-1)//2``)
     works only for ``upsample_kernel=3`` (mmdet's value, where the two necks
     are identical): k=1 comes out one pixel short and k>=5 is rejected by
-    PyTorch, whereas the builder's output padding makes every k exactly 2x.
+    PyTorch, whereas the builder's output padding makes every k exactly 2x
+    (for k=1 the two agree on every pixel FPN_CARAFE keeps).
+    As FPN_CARAFE, ``nearest`` / ``bilinear`` upsamplers always get
+    ``align_corners`` None / False, whatever ``upsample_cfg`` says. A
+    ``channels`` or ``scale_factor`` in ``upsample_cfg`` that disagrees
+    with the neck (which FPN_CARAFE silently overrides) is an error.
 
     DLU as in the paper (mmdet's CARAFE setting with DLU swapped in):
     ``upsample_cfg=dict(type='dlu', up_kernel=5, up_group=1,
@@ -115,6 +120,10 @@ class FPN_Upsample(FPN_CARAFE):
             init_cfg=init_cfg)
         self.upsample_cfg = dict(upsample_cfg)
         self.upsample = self.upsample_cfg['type']
+        if self.upsample in ('nearest', 'bilinear'):
+            # FPN_CARAFE's own choice, whatever the config says
+            self.upsample_cfg['align_corners'] = (
+                None if self.upsample == 'nearest' else False)
         for i in range(len(self.upsample_modules)):
             self.upsample_modules[i] = build_upsampler(
                 self.upsample_cfg, out_channels, 2, owner=owner)

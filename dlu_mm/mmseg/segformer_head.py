@@ -1,8 +1,9 @@
 """SegFormer's all-MLP decode head with its per-level upsampling done by any
 registered upsample layer (DLU, CARAFE, bilinear, ...)."""
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
+import torch.nn as nn
 from mmseg.models.decode_heads import SegformerHead
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -26,14 +27,18 @@ class SegformerHeadUpsample(SegformerHead):
     ``bilinear``).
 
     Args:
-        upsample_cfg (dict): any registered upsample type and its arguments
-            (``channels`` / ``scale_factor`` are filled in per level). For
-            ``bilinear`` the head's ``align_corners`` is used, and the head
-            then computes exactly what ``SegformerHead`` computes. An unknown
-            type raises ``ValueError`` listing the registered types.
-        interpolate_mode (str): ``SegformerHead``'s argument, kept so stock
-            configs build; when ``upsample_cfg`` is an interpolation
-            (``bilinear`` / ``nearest``) the two must name the same mode.
+        upsample_cfg (dict, optional): any registered upsample type and its
+            arguments (``channels`` / ``scale_factor`` are filled in per
+            level). For ``bilinear`` the head's ``align_corners`` is used.
+            An unknown type raises ``ValueError`` listing the registered
+            types. ``None`` (default): ``SegformerHead``'s own resize with
+            ``interpolate_mode`` -- the head then computes exactly what
+            ``SegformerHead`` computes, for every mode it accepts
+            (``'bilinear'``, ``'bicubic'``, ``'nearest'``, ...).
+        interpolate_mode (str): ``SegformerHead``'s argument: the resize
+            mode when ``upsample_cfg`` is None; when ``upsample_cfg`` is an
+            interpolation (``bilinear`` / ``nearest``) the two must name
+            the same mode (else ``ValueError``).
         **kwargs: as ``BaseDecodeHead``.
 
     Sizes that are not exact multiples: see
@@ -47,11 +52,13 @@ class SegformerHeadUpsample(SegformerHead):
 
     def __init__(self,
                  interpolate_mode: str = 'bilinear',
-                 upsample_cfg: Dict = dict(type='bilinear'),
+                 upsample_cfg: Optional[Dict] = None,
                  **kwargs):
-        upsample_cfg = head_upsample_cfg(
-            upsample_cfg, kwargs.get('align_corners', False))
-        if upsample_cfg['type'] in ('bilinear', 'nearest') and \
+        if upsample_cfg is not None:
+            upsample_cfg = head_upsample_cfg(
+                upsample_cfg, kwargs.get('align_corners', False))
+        if upsample_cfg is not None and \
+                upsample_cfg['type'] in ('bilinear', 'nearest') and \
                 upsample_cfg['type'] != interpolate_mode:
             raise ValueError(
                 f"upsample_cfg['type']={upsample_cfg['type']!r} does not "
@@ -60,9 +67,15 @@ class SegformerHeadUpsample(SegformerHead):
                 f'mode (or leave interpolate_mode at its default)')
         super().__init__(interpolate_mode=interpolate_mode, **kwargs)
         self.upsample_cfg = upsample_cfg
-        self.level_upsamplers = build_head_upsamplers(
-            upsample_cfg, self.channels,
-            [2**i for i in range(1, len(self.in_channels))])
+        scales = [2**i for i in range(1, len(self.in_channels))]
+        if upsample_cfg is None:  # SegformerHead's resize (no parameters)
+            self.level_upsamplers = nn.ModuleList(
+                nn.Upsample(scale_factor=s, mode=interpolate_mode,
+                            align_corners=self.align_corners)
+                for s in scales)
+        else:
+            self.level_upsamplers = build_head_upsamplers(
+                upsample_cfg, self.channels, scales)
 
     def forward(self, inputs: List[Tensor]) -> Tensor:
         """L maps (1/4, 1/8, 1/16, 1/32) -> (N, num_classes, H_0, W_0)."""

@@ -28,7 +28,7 @@ package's rewriters (:mod:`dlu_mm.deploy`, loaded by the deploy config)::
     CHECKPOINT is read through the project's safe loader
     (:mod:`dlu_mm.engine.checkpoint`): weights-only files load directly;
     a file that needs full unpickling is refused unless
-    ``--trust-checkpoint`` is given (or the loader trusts it otherwise).
+    ``--trust-checkpoint`` is given (or ``DLU_MM_TRUST_CHECKPOINTS=1``).
 
 One layer (``dlu`` / ``carafe_portable``: the reassembly, DLU's kernel
 sampling and CARAFE's content encoder as plain ONNX ops: Conv, Softmax,

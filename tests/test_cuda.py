@@ -23,6 +23,7 @@ from dlu_mm.layers import DLU, CARAFEPortable  # noqa: E402
 from dlu_mm.ops import (dlu_reassemble, reassemble,  # noqa: E402
                         resolve_backend, sample_kernel_space)
 from dlu_mm.ops.library import dlu_reassemble_op, reassemble_op  # noqa: E402
+from op_cases import assert_close, case_id, op_inputs  # noqa: E402
 
 DEVICE = torch.device('cpu' if INTERPRET else 'cuda')
 pytestmark = pytest.mark.skipif(
@@ -40,25 +41,12 @@ if INTERPRET:  # the interpreter is slow: a smoke run of every test
 else:  # and sizes a GPU runs in no time
     CASES += [(2, 64, 33, 47, 5, 1, 2), (2, 96, 20, 25, 5, 4, 4),
               (1, 30, 17, 13, 7, 3, 3)]
-CASE_IDS = ['x'.join(map(str, case)) for case in CASES]
-TOLERANCES = {torch.float64: 1e-12, torch.float32: 2e-5,
-              torch.float16: 2e-2, torch.bfloat16: 8e-2}
+CASE_IDS = [case_id(case) for case in CASES]
 
 
 def _inputs(n, c, h, w, k, g, s, dtype=torch.float64, device=DEVICE):
     torch.manual_seed(0)
-    features = torch.randn(n, c, h, w, dtype=torch.float64)
-    masks = torch.randn(n, g, k * k, h * s, w * s,
-                        dtype=torch.float64).softmax(2)
-    space = torch.randn(n, g, k * k, h, w, dtype=torch.float64).softmax(2)
-    offsets = (torch.randn(n, g * 2 * s * s, h, w, dtype=torch.float64) *
-               1.5).to(dtype)
-    offsets[offsets.double().frac() == 0] += 0.25  # no integer points
-    grad_output = torch.randn(n, c, h * s, w * s, dtype=torch.float64)
-    return dict(features=features.to(dtype),
-                masks=masks.reshape(n, g * k * k, h * s, w * s).to(dtype),
-                space=space.reshape(n, g * k * k, h, w).to(dtype),
-                offsets=offsets, grad_output=grad_output.to(dtype)), device
+    return op_inputs(n, c, h, w, k, g, s, dtype), device
 
 
 def _on(t, device):
@@ -81,13 +69,14 @@ def _dlu_all(t, k, g, s, backend=None):
                                                t['grad_output']))
 
 
-def _assert_close(actual, expected, dtype):
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    tol = TOLERANCES[dtype]
-    expected = expected.double().cpu()
-    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1
-    torch.testing.assert_close(actual.double().cpu(), expected, rtol=tol,
-                               atol=tol * scale)
+def _check_both_ops(t, device, k, g, s, dtype):
+    """Both ops on ``device`` against the float64 plain path on the CPU:
+    forward and every gradient."""
+    wide = {name: v.double() for name, v in _on(t, 'cpu').items()}
+    for run in (_reassemble_all, _dlu_all):
+        for got, want in zip(run(_on(t, device), k, g, s, 'triton'),
+                             run(wide, k, g, s, 'torch')):
+            assert_close(got, want, dtype)
 
 
 def test_device_runs_the_triton_kernels():
@@ -100,29 +89,14 @@ def test_device_runs_the_triton_kernels():
                          [torch.float64, torch.float32])
 @pytest.mark.parametrize('n,c,h,w,k,g,s', CASES, ids=CASE_IDS)
 def test_parity_with_the_cpu_reference(n, c, h, w, k, g, s, dtype):
-    t, device = _inputs(n, c, h, w, k, g, s, dtype)
-    ref = _on(t, 'cpu')
-    wide = {name: v.double() for name, v in ref.items()}
-    for got, want in zip(_reassemble_all(_on(t, device), k, g, s, 'triton'),
-                         _reassemble_all(wide, k, g, s, 'torch')):
-        _assert_close(got, want, dtype)
-    for got, want in zip(_dlu_all(_on(t, device), k, g, s, 'triton'),
-                         _dlu_all(wide, k, g, s, 'torch')):
-        _assert_close(got, want, dtype)
+    _check_both_ops(*_inputs(n, c, h, w, k, g, s, dtype), k, g, s, dtype)
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16] if INTERPRET else
                          [torch.float16, torch.bfloat16])
 def test_half_precision(dtype):
     n, c, h, w, k, g, s = CASES[-1]
-    t, device = _inputs(n, c, h, w, k, g, s, dtype)
-    wide = {name: v.double() for name, v in _on(t, 'cpu').items()}
-    for got, want in zip(_reassemble_all(_on(t, device), k, g, s, 'triton'),
-                         _reassemble_all(wide, k, g, s, 'torch')):
-        _assert_close(got, want, dtype)
-    for got, want in zip(_dlu_all(_on(t, device), k, g, s, 'triton'),
-                         _dlu_all(wide, k, g, s, 'torch')):
-        _assert_close(got, want, dtype)
+    _check_both_ops(*_inputs(n, c, h, w, k, g, s, dtype), k, g, s, dtype)
 
 
 @pytest.mark.skipif(INTERPRET, reason='needs a GPU (hundreds of calls: '

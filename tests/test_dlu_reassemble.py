@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import reference
+from op_cases import assert_close, case_id, op_inputs
 from dlu_mm.ops import dlu_reassemble, reassemble, sample_kernel_space
 
 FUSED = [b for b in __import__('conftest').BACKENDS if b != 'torch']
@@ -28,26 +29,15 @@ CASES = [  # (N, C, H, W, k, G, s)
     (1, 5, 4, 3, 3, 4, 2),  # groups of 2, 2, 1 and an empty one
     (2, 36, 11, 17, 5, 2, 2),  # 18 channels a group, several row bands
 ]
-CASE_IDS = ['x'.join(map(str, case)) for case in CASES]
-TOLERANCES = {torch.float64: 1e-12, torch.float32: 2e-5,
-              torch.float16: 2e-2, torch.bfloat16: 8e-2}
+CASE_IDS = [case_id(case) for case in CASES]
 
 
 def _inputs(n, c, h, w, k, g, s, dtype=torch.float64, offset_std=1.5):
-    """Features, a normalised kernel space, offsets that reach beyond the
-    border (std 1.5 px) and an output gradient, in ``dtype``. No offset is
-    an integer once rounded to ``dtype`` (bf16 rounds some to integers):
-    at integer points the derivative is one-sided, and the composition's
-    grid_sample, which works on rescaled coordinates, may land a rounding
-    error to either side of them (see the zero-offset test for them)."""
-    features = torch.randn(n, c, h, w, dtype=torch.float64)
-    space = torch.randn(n, g, k * k, h, w, dtype=torch.float64).mul(2)
-    space = space.softmax(2).reshape(n, g * k * k, h, w)
-    offsets = (torch.randn(n, g * 2 * s * s, h, w, dtype=torch.float64) *
-               offset_std).to(dtype)
-    offsets[offsets.double().frac() == 0] += 0.25
-    grad_output = torch.randn(n, c, h * s, w * s, dtype=torch.float64)
-    return [t.to(dtype) for t in (features, space, offsets, grad_output)]
+    """Features, kernel space, offsets and an output gradient (see
+    :func:`op_cases.op_inputs`)."""
+    t = op_inputs(n, c, h, w, k, g, s, dtype, offset_std)
+    return [t[name] for name in ('features', 'space', 'offsets',
+                                 'grad_output')]
 
 
 def _composition(features, space, offsets, k, g, s):
@@ -61,15 +51,6 @@ def _forward_and_grads(fn, features, space, offsets, grad_output):
               (features, space, offsets)]
     out = fn(*leaves)
     return (out.detach(), *torch.autograd.grad(out, leaves, grad_output))
-
-
-def _assert_close(actual, expected, dtype):
-    """Relative to the largest reference value, at the dtype's precision."""
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    tol = TOLERANCES[dtype]
-    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol,
-                               atol=tol * scale)
 
 
 @pytest.mark.parametrize('n,c,h,w,k,g,s', CASES, ids=CASE_IDS)
@@ -94,7 +75,7 @@ def test_fused_equals_composition_float64(backend_name, n, c, h, w, k, g, s):
     unfused = _forward_and_grads(
         lambda x, sp, o: _composition(x, sp, o, k, g, s), *inputs)
     for a, b in zip(fused, unfused):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
 
 
 @pytest.mark.parametrize('backend_name', FUSED)
@@ -114,7 +95,7 @@ def test_fused_in_each_dtype(backend_name, dtype, n, c, h, w, k, g, s):
     unfused = _forward_and_grads(
         lambda x, sp, o: _composition(x, sp, o, k, g, s), *wide)
     for a, b in zip(fused, unfused):
-        _assert_close(a, b, dtype)
+        assert_close(a, b, dtype)
 
 
 @pytest.mark.parametrize('n,c,h,w,k,g,s', [(1, 4, 3, 4, 3, 2, 2),
@@ -147,7 +128,7 @@ def test_zero_offsets_take_grid_samples_one_sided_derivative(backend_name):
         lambda x, sp, o: _composition(x, sp, o, k, g, s), features, space,
         offsets, grad_output)
     for a, b in zip(fused, unfused):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     grad_offsets = fused[3]
     eps = 1e-7
 
@@ -206,7 +187,7 @@ def test_only_the_needed_gradients(backend_name):
             grad_output)
         for leaf, need, expected in zip(leaves, wanted, reference_grads):
             if need:
-                _assert_close(leaf.grad, expected, torch.float64)
+                assert_close(leaf.grad, expected, torch.float64)
             else:
                 assert leaf.grad is None
 

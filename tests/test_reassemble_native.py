@@ -11,6 +11,7 @@ _ext = pytest.importorskip('dlu_mm._ext')
 
 from dlu_mm.ops import reassemble_torch  # noqa: E402
 from dlu_mm.ops import reassemble  # noqa: E402
+from op_cases import assert_close, case_id, op_inputs  # noqa: E402
 
 CASES = [  # (N, C, H, W, k, G, s)
     (1, 4, 5, 3, 5, 1, 2),  # odd H, W
@@ -28,28 +29,13 @@ CASES = [  # (N, C, H, W, k, G, s)
     (2, 10, 5, 7, 3, 3, 2),  # G does not divide C: groups of 4, 4, 2
     (1, 5, 4, 6, 5, 4, 3),  # groups of 2, 2, 1 and an empty one
 ]
-CASE_IDS = ['x'.join(map(str, case)) for case in CASES]
-TOLERANCES = {torch.float64: 1e-12, torch.float32: 2e-5,
-              torch.float16: 1e-2, torch.bfloat16: 5e-2}
+CASE_IDS = [case_id(case) for case in CASES]
 
 
 def _inputs(n, c, h, w, k, g, s, dtype):
     """Features, softmax-normalised kernels and an output gradient."""
-    features = torch.randn(n, c, h, w, dtype=torch.float64)
-    masks = torch.randn(n, g, k * k, h * s, w * s, dtype=torch.float64)
-    masks = masks.softmax(2).reshape(n, g * k * k, h * s, w * s)
-    grad_output = torch.randn(n, c, h * s, w * s, dtype=torch.float64)
-    return features.to(dtype), masks.to(dtype), grad_output.to(dtype)
-
-
-def _assert_close(actual, expected, dtype):
-    """Relative to the largest reference value, so that sums of many
-    rounded terms are compared at the precision of the dtype."""
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    tol = TOLERANCES[dtype]
-    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol,
-                               atol=tol * scale)
+    t = op_inputs(n, c, h, w, k, g, s, dtype)
+    return t['features'], t['masks'], t['grad_output']
 
 
 def _reference(features, masks, grad_output, k, g, s, dtype):
@@ -68,12 +54,12 @@ def _check_against_plain(n, c, h, w, k, g, s, dtype):
     features, masks, grad_output = _inputs(n, c, h, w, k, g, s, dtype)
     out, (grad_features, grad_masks) = _reference(features, masks,
                                                   grad_output, k, g, s, dtype)
-    _assert_close(_ext.reassemble_forward(features, masks, k, g, s), out,
+    assert_close(_ext.reassemble_forward(features, masks, k, g, s), out,
                   dtype)
     native_features, native_masks = _ext.reassemble_backward(
         grad_output, features, masks, k, g, s, True, True)
-    _assert_close(native_features, grad_features, dtype)
-    _assert_close(native_masks, grad_masks, dtype)
+    assert_close(native_features, grad_features, dtype)
+    assert_close(native_masks, grad_masks, dtype)
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
@@ -107,7 +93,7 @@ def test_only_requested_gradients(needs):
                                      *needs)
     for need, grad, ref in zip(needs, grads, expected):
         if need:
-            _assert_close(grad, ref, torch.float64)
+            assert_close(grad, ref, torch.float64)
         else:
             assert grad is None
 

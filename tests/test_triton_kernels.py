@@ -25,6 +25,7 @@ if 'triton' not in sys.modules:
     os.environ['TRITON_INTERPRET'] = '1'
 
 import reference
+from op_cases import assert_close, case_id, op_inputs
 from dlu_mm.ops import (dlu_reassemble, reassemble, reassemble_torch,
                         sample_kernel_space, triton_backend)
 from dlu_mm.ops.library import dlu_reassemble_op, reassemble_op
@@ -39,9 +40,7 @@ CASES = [  # (N, C, H, W, k, G, s)
     (1, 2, 3, 1, 5, 1, 2),  # W = 1, k = 5
     (1, 2, 2, 2, 3, 1, 8),  # s = 8
 ]
-CASE_IDS = ['x'.join(map(str, case)) for case in CASES]
-TOLERANCES = {torch.float64: 1e-12, torch.float32: 2e-5,
-              torch.float16: 2e-2, torch.bfloat16: 8e-2}
+CASE_IDS = [case_id(case) for case in CASES]
 
 
 def guarded(t: torch.Tensor) -> torch.Tensor:
@@ -55,28 +54,8 @@ def guarded(t: torch.Tensor) -> torch.Tensor:
 
 
 def _inputs(n, c, h, w, k, g, s, dtype=torch.float64):
-    features = torch.randn(n, c, h, w, dtype=torch.float64)
-    masks = torch.randn(n, g, k * k, h * s, w * s,
-                        dtype=torch.float64).softmax(2)
-    space = torch.randn(n, g, k * k, h, w, dtype=torch.float64).softmax(2)
-    offsets = (torch.randn(n, g * 2 * s * s, h, w, dtype=torch.float64) *
-               1.5).to(dtype)
-    offsets[offsets.double().frac() == 0] += 0.25  # no integer points
-    grad_output = torch.randn(n, c, h * s, w * s, dtype=torch.float64)
-    tensors = dict(features=features,
-                   masks=masks.reshape(n, g * k * k, h * s, w * s),
-                   space=space.reshape(n, g * k * k, h, w), offsets=offsets,
-                   grad_output=grad_output)
-    return {name: guarded(t.to(dtype)) for name, t in tensors.items()}
-
-
-def _assert_close(actual, expected, dtype):
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    assert not actual.isnan().any(), 'NaN: a load left its tensor'
-    tol = TOLERANCES[dtype]
-    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol,
-                               atol=tol * scale)
+    return {name: guarded(t) for name, t in op_inputs(
+        n, c, h, w, k, g, s, dtype).items()}
 
 
 def _reassembly_results(t, k, g, s, impl):
@@ -112,7 +91,7 @@ def test_reassembly_matches_plain_path(n, c, h, w, k, g, s):
     got = _reassembly_results(t, k, g, s, triton_backend)
     expected = _reassembly_results(t, k, g, s, reassemble_torch)
     for a, b in zip(got, expected):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     np.testing.assert_allclose(
         got[0].numpy(), reference.reassemble(t['features'], t['masks'], k, g,
                                              s), rtol=1e-12, atol=1e-12)
@@ -123,7 +102,7 @@ def test_fused_dlu_matches_composition(n, c, h, w, k, g, s):
     t = _inputs(n, c, h, w, k, g, s)
     got = _dlu_results(t, k, g, s)
     for a, b in zip(got, _dlu_reference(t, k, g, s)):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     np.testing.assert_allclose(
         got[0].numpy(), reference.dlu_reassemble(t['features'], t['space'],
                                                  t['offsets'], k, g, s),
@@ -139,9 +118,9 @@ def test_low_precision_accumulates_in_float32(dtype):
     wide = {name: v.double() for name, v in t.items()}
     for a, b in zip(_reassembly_results(t, k, g, s, triton_backend),
                     _reassembly_results(wide, k, g, s, reassemble_torch)):
-        _assert_close(a, b, dtype)
+        assert_close(a, b, dtype)
     for a, b in zip(_dlu_results(t, k, g, s), _dlu_reference(wide, k, g, s)):
-        _assert_close(a, b, dtype)
+        assert_close(a, b, dtype)
 
 
 def test_non_contiguous_inputs():
@@ -152,10 +131,10 @@ def test_non_contiguous_inputs():
     assert not strided['features'].is_contiguous()
     for a, b in zip(_reassembly_results(strided, k, g, s, triton_backend),
                     _reassembly_results(t, k, g, s, reassemble_torch)):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     for a, b in zip(_dlu_results(strided, k, g, s),
                     _dlu_reference(t, k, g, s)):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
 
 
 def test_registered_ops_on_the_triton_backend(monkeypatch):
@@ -170,14 +149,14 @@ def test_registered_ops_on_the_triton_backend(monkeypatch):
     out.backward(t['grad_output'])
     expected = _reassembly_results(t, k, g, s, reassemble_torch)
     for a, b in zip((out.detach(), x.grad, masks.grad), expected):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     leaves = [t[name].clone().requires_grad_()
               for name in ('features', 'space', 'offsets')]
     out = dlu_reassemble(*leaves, k, g, s)
     out.backward(t['grad_output'])
     for a, b in zip((out.detach(), *(v.grad for v in leaves)),
                     _dlu_reference(t, k, g, s)):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
     small = {name: v.float() for name, v in t.items()}
     torch.library.opcheck(reassemble_op, (
         small['features'].requires_grad_(), small['masks'].requires_grad_(),
@@ -206,7 +185,7 @@ def test_deterministic_mode_takes_the_atomics_free_path(monkeypatch):
     assert 'dlu_mm_reassemble' in unfused.grad_fn.name()
     grads = torch.autograd.grad(unfused, leaves, t['grad_output'])
     for a, b in zip((unfused.detach(), *grads), _dlu_reference(t, 3, 1, 2)):
-        _assert_close(a, b, torch.float64)
+        assert_close(a, b, torch.float64)
 
 
 def test_backend_choice():

@@ -11,10 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops import sample_kernel_space
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from ..ops.checks import is_int
 
 
 def check_upsampler_args(channels, scale_factor, up_kernel, up_group,
@@ -25,15 +22,15 @@ def check_upsampler_args(channels, scale_factor, up_kernel, up_group,
                     encoder_dilation=encoder_dilation,
                     compressed_channels=compressed_channels)
     for name, value in positive.items():
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f'{name} must be a positive integer, '
                              f'got {value!r}')
-    if not _is_int(scale_factor) or scale_factor < 1:
+    if not is_int(scale_factor) or scale_factor < 1:
         raise ValueError(f'scale_factor must be an integer >= 1 '
                          f'(e.g. 2 for 2x upsampling), got {scale_factor!r}')
     for name, value in dict(up_kernel=up_kernel,
                             encoder_kernel=encoder_kernel).items():
-        if not _is_int(value) or value < 1 or value % 2 == 0:
+        if not is_int(value) or value < 1 or value % 2 == 0:
             raise ValueError(f'{name} must be a positive odd integer '
                              f'(1, 3, 5, ...), got {value!r}')
 

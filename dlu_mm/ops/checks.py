@@ -3,20 +3,21 @@ value and what is accepted."""
 from torch import Tensor
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_kernel_args(kernel_size, group_size, scale_factor) -> None:
     """``kernel_size`` odd >= 1, ``group_size`` >= 1, ``scale_factor`` >= 1
     (integers)."""
-    if not _is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
+    if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f'kernel_size must be a positive odd integer '
                          f'(1, 3, 5, ...), got {kernel_size!r}')
-    if not _is_int(group_size) or group_size < 1:
+    if not is_int(group_size) or group_size < 1:
         raise ValueError(f'group_size must be a positive integer, '
                          f'got {group_size!r}')
-    if not _is_int(scale_factor) or scale_factor < 1:
+    if not is_int(scale_factor) or scale_factor < 1:
         raise ValueError(f'scale_factor must be an integer >= 1, '
                          f'got {scale_factor!r}')
 

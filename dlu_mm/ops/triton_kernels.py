@@ -94,20 +94,23 @@ def _kernel_tap(k_ptr, off_ptr, ng, t, i, j, p, mask, H, W, K: tl.constexpr,
 
 
 @triton.jit
+def _group_channels(C, G, CG, BLOCK_C: tl.constexpr):
+    """This program's image n, group g, its block of the group's channels
+    c (program axis 1) and their mask (program axis 2 is n*G + g)."""
+    ng = tl.program_id(2)
+    c_local = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c = ng % G * CG + c_local
+    return ng, ng // G, ng % G, c, (c_local < CG) & (c < C)
+
+
+@triton.jit
 def _forward(x_ptr, k_ptr, off_ptr, y_ptr, C, H, W, G, CG,
              K: tl.constexpr, S: tl.constexpr, SAMPLED: tl.constexpr,
              ACC: tl.constexpr, BLOCK_C: tl.constexpr,
              BLOCK_P: tl.constexpr):
-    pid_p = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    ng = tl.program_id(2)
-    n = ng // G
-    g = ng % G
+    ng, n, g, c, cmask = _group_channels(C, G, CG, BLOCK_C)
     OW = W * S
-    c_local = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    c = g * CG + c_local
-    cmask = (c_local < CG) & (c < C)
-    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = p < H * S * OW
     i = p // OW
     j = p % OW
@@ -136,15 +139,9 @@ def _features_grad(dy_ptr, k_ptr, off_ptr, dx_ptr, C, H, W, G, CG,
     """A block of BLOCK_Q input pixels, each with its S*S sub-pixels (SS =
     S*S rounded up to a power of two) along the vector axis, so one
     iteration per tap gathers all S*S output pixels that reach it."""
+    ng, n, g, c, cmask = _group_channels(C, G, CG, BLOCK_C)
     pid_q = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    ng = tl.program_id(2)
-    n = ng // G
-    g = ng % G
     OW = W * S
-    c_local = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    c = g * CG + c_local
-    cmask = (c_local < CG) & (c < C)
     e = tl.arange(0, BLOCK_Q * SS)
     q = pid_q * BLOCK_Q + e // SS
     ab = e % SS

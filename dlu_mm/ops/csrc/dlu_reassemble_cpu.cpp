@@ -41,6 +41,19 @@
 namespace dlu_mm {
 namespace {
 
+// The x offsets of output row `row` of image n, group `group`, in an
+// (N, G*2*s*s, H, W) tensor: O[n, 2g*s*s + a*s + b, y, x] for the output
+// pixels (y*s + a, x*s + b) is at [b*H*W + x] (the pixel shuffle undone);
+// the y offsets are s*s*H*W further.
+template <typename T>
+T* x_offsets_of_row(const Geometry& g, T* offsets, int64_t n, int64_t group,
+                    int64_t row) {
+  const int64_t ss = g.s * g.s;
+  return offsets +
+         ((n * g.G + group) * 2 * ss + row % g.s * g.s) * g.H * g.W +
+         row / g.s * g.W;
+}
+
 // Clamps a sampling coordinate to [0, size - 1]; `gate` is the derivative
 // of the clamp (0 on and beyond the border, as in grid_sample).
 template <typename acc_t>
@@ -76,10 +89,9 @@ class SamplingRows {
     min_corner_row_ = std::numeric_limits<int64_t>::max();
     max_corner_row_ = -1;
     for (int64_t i = row_begin; i < row_end; ++i) {
-      const int64_t y = i / g.s, a = i % g.s;
+      const int64_t y = i / g.s;
       const scalar_t* ox_rows =
-          offsets + ((band.n * g.G + band.group) * 2 * ss + a * g.s) * hw +
-          y * g.W;
+          x_offsets_of_row(g, offsets, band.n, band.group, i);
       const scalar_t* oy_rows = ox_rows + ss * hw;
       int32_t* idx = index_.data() + (i - row_begin) * 4 * g.OW;
       acc_t* v = values_.data() + (i - row_begin) * kArrays * g.OW;
@@ -262,12 +274,10 @@ struct SampledKernelGrads {
            g.OW, kkp, partial.first_row * g.W, partial.values.data(),
            grad_x.data(), grad_y.data()});
       // dO, un-shuffled: pixel (y*s + a, x*s + b) -> O[.., a*s + b, y, x].
-      const int64_t hw = g.H * g.W, ss = g.s * g.s;
-      const int64_t y = row / g.s, a = row % g.s;
-      scalar_t* gox = sink.grad_offsets +
-                      ((band.n * g.G + band.group) * 2 * ss + a * g.s) * hw +
-                      y * g.W;
-      scalar_t* goy = gox + ss * hw;
+      const int64_t hw = g.H * g.W;
+      scalar_t* gox =
+          x_offsets_of_row(g, sink.grad_offsets, band.n, band.group, row);
+      scalar_t* goy = gox + g.s * g.s * hw;
       const acc_t* gate_x = rows.gate_x(row);
       const acc_t* gate_y = rows.gate_y(row);
       for (int64_t x = 0; x < g.W; ++x) {

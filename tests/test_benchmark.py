@@ -73,6 +73,10 @@ def test_cases_json_roofline_and_targets(bench, tmp_path, capsys):
                 data['results']['carafe_portable'][d]['median_ms'] /
                 (data['results']['dlu[kernels]'][d]['median_ms'] +
                  parts['op_bound']))
+            assert parts['speedup_at_equal_ops'] == pytest.approx(
+                data['results']['carafe_portable'][d]['median_ms'] /
+                (data['results']['dlu[kernels]'][d]['median_ms'] +
+                 data['results']['reassemble[native]'][d]['median_ms']))
             assert f'{parts["speedup_ceiling"]:.2f}x' in report
     assert 'Roofline: this machine moves' in report
 

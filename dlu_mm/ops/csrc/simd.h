@@ -22,7 +22,13 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace dlu_mm {
 
@@ -436,13 +442,96 @@ DLU_DEFINE_SAMPLING_KERNELS(avx2, DLU_TARGET_AVX2)
 #endif
 DLU_DEFINE_SAMPLING_KERNELS(baseline, )
 
+#ifdef DLU_X86_DISPATCH
+// sample_row() for float and double with explicit gather instructions:
+// GCC's vectoriser, tuned for generic x86, emulates gathers with scalar
+// loads (several times slower here). The four corners are added in the
+// order of sample_row_impl, one fused multiply-add each.
+DLU_TARGET_AVX512 inline void avx512_gather_sample_row(
+    const float* plane, const SamplePoints<float>& p, int64_t n,
+    float* dst) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512 sum = _mm512_setzero_ps();
+    for (int c = 0; c < 4; ++c) {
+      const __m512i index = _mm512_loadu_si512(p.index[c] + j);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(p.weight[c] + j),
+                            _mm512_i32gather_ps(index, plane, 4), sum);
+    }
+    _mm512_storeu_ps(dst + j, sum);
+  }
+  for (; j < n; ++j) {
+    float sum = 0.f;
+    for (int c = 0; c < 4; ++c) {
+      sum = std::fma(p.weight[c][j], plane[p.index[c][j]], sum);
+    }
+    dst[j] = sum;
+  }
+}
+
+DLU_TARGET_AVX512 inline void avx512_gather_sample_row(
+    const double* plane, const SamplePoints<double>& p, int64_t n,
+    double* dst) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d sum = _mm512_setzero_pd();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i index = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(p.index[c] + j));
+      sum = _mm512_fmadd_pd(_mm512_loadu_pd(p.weight[c] + j),
+                            _mm512_i32gather_pd(index, plane, 8), sum);
+    }
+    _mm512_storeu_pd(dst + j, sum);
+  }
+  for (; j < n; ++j) {
+    double sum = 0.;
+    for (int c = 0; c < 4; ++c) {
+      sum = std::fma(p.weight[c][j], plane[p.index[c][j]], sum);
+    }
+    dst[j] = sum;
+  }
+}
+
+DLU_TARGET_AVX2 inline void avx2_gather_sample_row(
+    const float* plane, const SamplePoints<float>& p, int64_t n,
+    float* dst) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 sum = _mm256_setzero_ps();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i index = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(p.index[c] + j));
+      sum = _mm256_fmadd_ps(_mm256_loadu_ps(p.weight[c] + j),
+                            _mm256_i32gather_ps(plane, index, 4), sum);
+    }
+    _mm256_storeu_ps(dst + j, sum);
+  }
+  for (; j < n; ++j) {
+    float sum = 0.f;
+    for (int c = 0; c < 4; ++c) {
+      sum = std::fma(p.weight[c][j], plane[p.index[c][j]], sum);
+    }
+    dst[j] = sum;
+  }
+}
+#endif
+
 template <typename scalar_t>
 inline const SamplingKernels<scalar_t>& sampling_kernels() {
   static const SamplingKernels<scalar_t> kernels = [] {
     switch (cpu_isa()) {
 #ifdef DLU_X86_DISPATCH
-      case Isa::kAvx512: return avx512_sampling_kernels<scalar_t>();
-      case Isa::kAvx2: return avx2_sampling_kernels<scalar_t>();
+      case Isa::kAvx512:
+        if constexpr (std::is_same_v<scalar_t, float> ||
+                      std::is_same_v<scalar_t, double>) {
+          return SamplingKernels<scalar_t>{&avx512_gather_sample_row};
+        }
+        return avx512_sampling_kernels<scalar_t>();
+      case Isa::kAvx2:
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          return SamplingKernels<scalar_t>{&avx2_gather_sample_row};
+        }
+        return avx2_sampling_kernels<scalar_t>();
 #endif
       default: return baseline_sampling_kernels<scalar_t>();
     }

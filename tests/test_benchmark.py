@@ -187,6 +187,20 @@ def test_mmcv_sources_are_taken_from_the_sdist(tmp_path):
         mmcv_carafe.carafe(torch.zeros(1), torch.zeros(1), 5, 1, 2)
 
 
+def test_a_failed_anchor_build_skips_its_case_with_the_reason(
+        tmp_path, monkeypatch):
+    """The mmcv anchor is optional on the GPU machine: a build that fails
+    is remembered and its case skipped, naming the failure."""
+    from dlu_mm.benchmarking.cases import unavailable
+    monkeypatch.setattr(mmcv_carafe, '_failure', None)
+    with pytest.raises(FileNotFoundError):
+        mmcv_carafe.build(str(tmp_path / 'missing.tar.gz'), str(tmp_path))
+    reason = unavailable('carafe[mmcv]', torch.device('cuda'))
+    assert reason.startswith("building mmcv's CARAFE failed: "
+                             'FileNotFoundError'), reason
+    assert 'missing.tar.gz' in reason
+
+
 def test_peak_memory_in_subprocess(bench, tmp_path):
     """DLU on 1x16x64x64 -> 1x16x128x128: every forward pass holds its
     1 MiB output; the unfused path also writes the 1.6 MiB of sampled

@@ -199,6 +199,24 @@ def test_mixed_dtypes_are_promoted(backend):
     assert out.dtype == torch.float32
 
 
+def test_under_autocast_the_op_runs_in_autocasts_dtype(backend):
+    """A float32 kernel space (autocast runs softmax in float32 on CUDA)
+    beside low-precision features does not lift the op to float32; float64
+    inputs stay float64, as for a convolution under autocast."""
+    features, space, offsets, _ = _inputs(1, 4, 3, 3, 3, 1, 2, torch.float32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = dlu_reassemble(features, space, offsets, 3, 1, 2)
+        wide = dlu_reassemble(features.double(), space.double(),
+                              offsets.double(), 3, 1, 2)
+        plain = reassemble(features, sample_kernel_space(space, offsets, 2),
+                           3, 1, 2)
+    assert out.dtype == plain.dtype == torch.bfloat16
+    assert wide.dtype == torch.float64
+    expected = dlu_reassemble(*(t.bfloat16() for t in (features, space,
+                                                       offsets)), 3, 1, 2)
+    assert_close(out, expected, torch.bfloat16)
+
+
 @pytest.mark.parametrize('backend_name', FUSED + ['torch'])
 def test_opcheck(backend_name):
     """The custom ops' schema, fake kernels and autograd registration."""

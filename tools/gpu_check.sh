@@ -24,7 +24,10 @@
 #                 there); without it the mmcv case is skipped
 #   --out DIR     where the log and the JSON tables go (default: $OUT, else
 #                 work_dirs/gpu_check)
-# Environment: PYTHON (default: .venv/bin/python if present, else python3).
+# Environment: PYTHON (default: .venv/bin/python if present, else python3);
+#   GPU_CHECK_TEST_LIMIT / GPU_CHECK_BENCH_LIMIT: seconds the tests / each
+#   benchmark table may take (default 300 / 120; a stage past its limit is
+#   stopped and reported failed, the next one still runs: a lease is short).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 INTERPRET=0
@@ -51,7 +54,7 @@ LOG="$OUTDIR/gpu_check.log"
 say() { echo "[gpu_check] $*" | tee -a "$LOG"; }
 start=$(date +%s)
 
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
   TARGET=$(mktemp -d)
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
@@ -72,7 +75,7 @@ if [[ $INTERPRET == 1 ]]; then
 else
   DEVICE=cuda
   BENCH=(--shape 1 256 120 120)
-  if [[ -n "$SDIST" ]]; then BENCH+=(--mmcv-sdist "$SDIST" --mmcv-build-dir "$OUTDIR/mmcv_carafe"); fi
+  if [[ -n "$SDIST" ]]; then BENCH+=(--mmcv-sdist "$SDIST" --mmcv-build-dir "${TMPDIR:-/tmp}/dlu_mm_mmcv_carafe"); fi
   RUNS=("2 float32" "2 float16" "4 float32" "4 float16")
 fi
 
@@ -83,15 +86,19 @@ print(f'[gpu_check] torch {torch.__version__}, triton {triton.__version__}, {dev
 PY
 
 FAILED=()
-say "1. CUDA tests (tests/test_cuda.py)"
-"$PYTHON" -m pytest tests/test_cuda.py -q -p no:cacheprovider -rs 2>&1 |
+TEST_LIMIT=${GPU_CHECK_TEST_LIMIT:-300}
+BENCH_LIMIT=${GPU_CHECK_BENCH_LIMIT:-120}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}  # the anchor's build
+say "1. CUDA tests (tests/test_cuda.py, at most $TEST_LIMIT s)"
+timeout "$TEST_LIMIT" "$PYTHON" -m pytest tests/test_cuda.py -q \
+  -p no:cacheprovider -rs --durations=10 2>&1 |
   tee -a "$LOG" || FAILED+=("the CUDA tests")
 
 say "2./3. benchmark tables"
 for run in "${RUNS[@]}"; do
   read -r scale dtype <<< "$run"
-  say "benchmark s=$scale $dtype on $DEVICE"
-  "$PYTHON" tools/analysis/benchmark.py --device "$DEVICE" --scale "$scale" \
+  say "benchmark s=$scale $dtype on $DEVICE (at most $BENCH_LIMIT s)"
+  timeout "$BENCH_LIMIT" "$PYTHON" tools/analysis/benchmark.py --device "$DEVICE" --scale "$scale" \
     --dtype "$dtype" "${BENCH[@]}" --json "$OUTDIR/bench_s${scale}_${dtype}.json" \
     2>&1 | tee -a "$LOG" || FAILED+=("the benchmark at s=$scale $dtype")
 done

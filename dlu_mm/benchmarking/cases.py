@@ -56,6 +56,9 @@ def unavailable(name: str, device: torch.device) -> Optional[str]:
     if name == 'carafe[mmcv]':
         if device.type != 'cuda':
             return "mmcv's CARAFE op runs on CUDA only"
+        if mmcv_carafe.build_failure() is not None:
+            return f"building mmcv's CARAFE failed: " \
+                f'{mmcv_carafe.build_failure()}'
         if mmcv_carafe.mmcv_op() is None and not mmcv_carafe.is_built():
             return ('mmcv is not installed and its CARAFE was not built '
                     '(--mmcv-sdist)')

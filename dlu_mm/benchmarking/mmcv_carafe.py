@@ -42,6 +42,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 }
 '''
 _module = None
+_failure: Optional[str] = None
 
 
 def extract_sources(sdist: str, dest: str) -> Path:
@@ -69,15 +70,26 @@ def extract_sources(sdist: str, dest: str) -> Path:
 
 def build(sdist: str, build_dir: str, verbose: bool = False):
     """Compile the anchor (nvcc, through torch.utils.cpp_extension)."""
-    global _module
+    global _module, _failure
     from torch.utils.cpp_extension import load
-    src = extract_sources(sdist, build_dir)
-    _module = load(name='mmcv_carafe_anchor',
-                   sources=[str(src / 'binding.cpp'),
-                            str(src / 'carafe_cuda.cu')],
-                   extra_include_paths=[str(src)], build_directory=str(src),
-                   verbose=verbose)
+    try:
+        src = extract_sources(sdist, build_dir)
+        _module = load(name='mmcv_carafe_anchor',
+                       sources=[str(src / 'binding.cpp'),
+                                str(src / 'carafe_cuda.cu')],
+                       extra_include_paths=[str(src)],
+                       build_directory=str(src), verbose=verbose)
+    except Exception as err:
+        lines = str(err).strip().splitlines() or ['']
+        _failure = f'{type(err).__name__}: {lines[-1]}'
+        raise
     return _module
+
+
+def build_failure() -> Optional[str]:
+    """Why the last :func:`build` failed (its error's last line); None if
+    it did not."""
+    return _failure
 
 
 def is_built() -> bool:

@@ -1,5 +1,6 @@
 """Argument checks of the ops; messages name the op's own arguments, the bad
 value and what is accepted."""
+import torch
 from torch import Tensor
 
 
@@ -81,3 +82,20 @@ def check_dlu_inputs(features: Tensor, kernel_space: Tensor, offsets: Tensor,
                 f'group_size={g}, scale_factor={s}; got '
                 f'{tuple(tensor.shape)}')
         _check_same_device(features, name, tensor)
+
+
+def op_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype an op over ``tensors`` runs in (and returns): the widest of
+    theirs, after autocast's cast where it is on for their device (float32
+    inputs become autocast's dtype, float64 ones stay, as for a convolution:
+    the kernels accumulate in float32 either way, so a float32 softmax output
+    beside float16 features does not take the reassembly out of float16)."""
+    dtypes = [t.dtype for t in tensors]
+    device = tensors[0].device.type
+    if torch.is_autocast_enabled(device):
+        low = torch.get_autocast_dtype(device)
+        dtypes = [d if d == torch.float64 else low for d in dtypes]
+    dtype = dtypes[0]
+    for other in dtypes[1:]:
+        dtype = torch.promote_types(dtype, other)
+    return dtype

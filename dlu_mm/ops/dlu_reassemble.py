@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import reassemble_torch
 from .backend import is_exporting, resolve_backend
-from .checks import check_dlu_inputs
+from .checks import check_dlu_inputs, op_dtype
 from .kernel_sampling import sample_kernel_space
 from .library import dlu_reassemble_op, reassemble_op
 
@@ -52,13 +52,13 @@ def dlu_reassemble(features: Tensor,
     its normalised ``kernel_space`` (N, G*k*k, H, W) and guidance
     ``offsets`` (N, G*2*s*s, H, W); see the module docstring.
 
-    Inputs of mixed dtypes are promoted to the widest, the output's dtype.
+    Inputs of mixed dtypes are promoted to the widest, the output's dtype;
+    under autocast float32 inputs first take autocast's dtype
+    (:func:`~dlu_mm.ops.checks.op_dtype`).
     """
     check_dlu_inputs(features, kernel_space, offsets, kernel_size,
                      group_size, scale_factor)
-    dtype = torch.promote_types(
-        torch.promote_types(features.dtype, kernel_space.dtype),
-        offsets.dtype)
+    dtype = op_dtype(features, kernel_space, offsets)
     features, kernel_space, offsets = (t.to(dtype) for t in (
         features, kernel_space, offsets))
     if is_exporting():

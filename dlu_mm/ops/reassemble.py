@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import reassemble_torch
 from .backend import is_exporting, resolve_backend
-from .checks import check_reassemble_inputs
+from .checks import check_reassemble_inputs, op_dtype
 from .library import reassemble_op
 
 
@@ -31,14 +31,15 @@ def reassemble(features: Tensor,
     """Reassemble ``features`` (N, C, H, W) with normalised kernels ``masks``
     (N, G*k*k, sH, sW) into (N, C, sH, sW); see the module docstring.
 
-    Mixed input dtypes (e.g. bf16 kernels from a conv under autocast and fp32
-    features) are promoted to the wider one, which is the output dtype.
+    Mixed input dtypes are promoted to the wider one, which is the output
+    dtype; under autocast float32 inputs first take autocast's dtype
+    (:func:`~dlu_mm.ops.checks.op_dtype`).
     While exporting (ONNX, tracing, ``torch.export``) the plain-op forward is
     recorded instead of the custom op, so graphs hold standard ops.
     """
     check_reassemble_inputs(features, masks, kernel_size, group_size,
                             scale_factor)
-    dtype = torch.promote_types(features.dtype, masks.dtype)
+    dtype = op_dtype(features, masks)
     features, masks = features.to(dtype), masks.to(dtype)
     if is_exporting():
         return reassemble_torch.reassemble_forward(features, masks,

@@ -26,6 +26,7 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 BLOCK_C = 16  # channels per program
 BLOCK_P = 64  # output pixels per program
 BLOCK_E = 256  # input pixels x sub-pixels per program of the features' grad
+NUM_WARPS = 4  # per program (tools/analysis/triton_blocks.py times others)
 _kernels = None
 
 
@@ -97,7 +98,8 @@ def _reassembly_forward(features: Tensor, kernels: Tensor, offsets: Tensor,
     _load()._forward[grid](
         features.contiguous(), kernels.contiguous(), offsets.contiguous(),
         out, c, h, w, group_size, cg, K=kernel_size, S=s, SAMPLED=sampled,
-        ACC=_accumulator(features.dtype), BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P)
+        ACC=_accumulator(features.dtype), BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
+        num_warps=NUM_WARPS)
     return out
 
 
@@ -115,7 +117,7 @@ def _features_grad(grad_output: Tensor, features: Tensor, kernels: Tensor,
         grad_output.contiguous(), kernels.contiguous(), offsets.contiguous(),
         grad, c, h, w, group_size, cg, K=kernel_size, S=scale_factor,
         SAMPLED=sampled, ACC=_accumulator(features.dtype), BLOCK_C=BLOCK_C,
-        BLOCK_Q=block_q, SS=sub_pixels)
+        BLOCK_Q=block_q, SS=sub_pixels, num_warps=NUM_WARPS)
     return grad
 
 
@@ -146,7 +148,7 @@ def reassemble_backward(grad_output: Tensor, features: Tensor, masks: Tensor,
                 grad_output.contiguous(), features.contiguous(), grad_masks,
                 c, h, w, group_size, cg, K=kernel_size, S=s,
                 ACC=_accumulator(features.dtype), BLOCK_C=BLOCK_C,
-                BLOCK_P=BLOCK_P)
+                BLOCK_P=BLOCK_P, num_warps=NUM_WARPS)
     return grad_features, grad_masks
 
 
@@ -184,6 +186,6 @@ def dlu_reassemble_backward(
                 kernel_space.contiguous(), offsets.contiguous(), grad_space,
                 grad_offsets, c, h, w, group_size, cg, K=kernel_size, S=s,
                 ACC=_accumulator(features.dtype), BLOCK_C=BLOCK_C,
-                BLOCK_P=BLOCK_P)
+                BLOCK_P=BLOCK_P, num_warps=NUM_WARPS)
         grad_space = grad_space.to(kernel_space.dtype)
     return grad_features, grad_space, grad_offsets

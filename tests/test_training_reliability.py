@@ -120,9 +120,12 @@ def test_amp_training_on_cpu(tmp_path, coco_env):
     out = run_tool(args, env=dict(coco_env, **PROBE_ENV)).stdout
     assert "type='CPUAmpOptimWrapper'" in out  # the logged config
     dtypes = json.loads(record.read_text())
-    # 4 DLU upsamplers x 3 convs (compressor, kernel space, offsets)
-    assert len(dtypes['convs']) == 12
+    # 4 DLU upsamplers: the compressor conv, then the kernel-space and
+    # offset encoders (one stacked conv) gave bfloat16 space and offsets
+    assert len(dtypes['convs']) == 4
     assert all(pair == ['bfloat16', 'bfloat16'] for pair in dtypes['convs'])
+    assert [call[1:] for call in dtypes['predictions']] == \
+        [['bfloat16', 'bfloat16']] * 4
     # the fused op (native backend), or sampling + reassembly (torch)
     for suffix in ('reassemble', 'reassemble_backward'):
         calls = [call for op in ('dlu_mm::dlu_', 'dlu_mm::')

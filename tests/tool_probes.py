@@ -68,13 +68,19 @@ class DtypeProbeHook(Hook):
         self.record = defaultdict(list)
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
+        upsamplers = [layer for layer in model.modules()
+                      if type(layer).__name__ in UPSAMPLER_CLASSES]
         self.handles = [
             conv.register_forward_hook(
                 lambda m, i, o: self.record['convs'].append(
                     [_dtype(i[0]), _dtype(o)]))
-            for layer in model.modules()
-            if type(layer).__name__ in UPSAMPLER_CLASSES
+            for layer in upsamplers
             for conv in layer.modules() if isinstance(conv, nn.Conv2d)]
+        # the encoders may run as one functional conv (DLU stacks its two):
+        # the dtypes of what predict_kernels returns show theirs
+        for layer in upsamplers:
+            layer.predict_kernels = self._recording(layer.predict_kernels)
+        self.upsamplers = upsamplers
         self.originals = {}
         for name, positions in MMCV_KERNELS.items():
             original = self.originals[name] = getattr(ext, name)
@@ -89,6 +95,15 @@ class DtypeProbeHook(Hook):
         self.mode = _OpRecorder(self.record)
         self.mode.__enter__()
 
+    def _recording(self, predict_kernels):
+        def recording(x):
+            prediction = predict_kernels(x)
+            self.record['predictions'].append(
+                [_dtype(x)] + [_dtype(t) for t in prediction
+                               if isinstance(t, torch.Tensor)])
+            return prediction
+        return recording
+
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         if self.done:
@@ -97,6 +112,8 @@ class DtypeProbeHook(Hook):
         self.mode.__exit__(None, None, None)
         for handle in self.handles:
             handle.remove()
+        for layer in self.upsamplers:
+            del layer.predict_kernels  # the class's method again
         for name, original in self.originals.items():
             setattr(ext, name, original)
         with open(self.out_file, 'w') as f:
@@ -118,6 +135,15 @@ class RankProbeHook(Hook):
         if not self.done:
             self.img_ids = [sample.img_id
                             for sample in data_batch['data_samples']]
+
+    def _recording(self, predict_kernels):
+        def recording(x):
+            prediction = predict_kernels(x)
+            self.record['predictions'].append(
+                [_dtype(x)] + [_dtype(t) for t in prediction
+                               if isinstance(t, torch.Tensor)])
+            return prediction
+        return recording
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):

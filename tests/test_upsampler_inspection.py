@@ -37,14 +37,18 @@ def _entropy(kernels, kk=25):
 
 
 def _dlu_with_offsets(s=2):
-    """A DLU whose offsets are the same for every input: subpixel (0, 0)
-    moves x by +3, subpixel (1, 1) moves y by -4 (input pixels)."""
+    """A DLU whose offsets are the same for every input (input pixels):
+    subpixel (0, 0) moves by (x, y) = (3, 0), (0, 1) by (-0.3, 0.4),
+    (1, 1) by (0, -4); (1, 0) stays. Channel c * s^2 + i * s + j is
+    component c (0: x, 1: y) of subpixel (i, j)."""
     layer = DLU(16, s, compressed_channels=8)
     nn.init.zeros_(layer.conv_offset.weight)
     with torch.no_grad():
-        layer.conv_offset.bias.zero_()
-        layer.conv_offset.bias[0] = 3.0          # x, subpixel (0, 0)
-        layer.conv_offset.bias[s * s + s + 1] = -4.0  # y, subpixel (1, 1)
+        bias = layer.conv_offset.bias
+        bias.zero_()
+        bias[0] = 3.0                   # x, subpixel (0, 0)
+        bias[1], bias[s * s + 1] = -0.3, 0.4  # x, y, subpixel (0, 1)
+        bias[s * s + s + 1] = -4.0      # y, subpixel (1, 1)
     return layer
 
 
@@ -72,10 +76,11 @@ def test_dlu_offsets_follow_the_channel_convention():
     field = offset_field(record.prediction.offsets, 2)  # (1, 1, 2, 10, 8)
     expect = torch.zeros(1, 1, 2, 10, 8)
     expect[0, 0, 0, ::2, ::2] = 3.0
+    expect[0, 0, :, ::2, 1::2] = torch.tensor([-0.3, 0.4])[:, None, None]
     expect[0, 0, 1, 1::2, 1::2] = -4.0
     assert torch.equal(field, expect)
     stats = upsampler_statistics(record)
-    assert stats['mean_abs_offset_px'] == pytest.approx((3 + 4) / 4)
+    assert stats['mean_abs_offset_px'] == pytest.approx((3 + 0.5 + 4) / 4)
     assert stats['max_abs_offset_px'] == pytest.approx(4)
     assert stats['share_offsets_beyond_1px'] == pytest.approx(0.5)
     kernels = sample_kernel_space(record.prediction.kernel_space,
@@ -166,8 +171,8 @@ def test_boundary_statistics_of_known_offsets():
     stats = boundary_statistics(record, on)['abs_offset_px']
     assert stats['share_on'] == pytest.approx(0.25)
     assert stats['on'] == pytest.approx(3.0)
-    assert stats['off'] == pytest.approx(4 / 3)
-    assert stats['on_off_ratio'] == pytest.approx(2.25)
+    assert stats['off'] == pytest.approx((0.5 + 4) / 3)
+    assert stats['on_off_ratio'] == pytest.approx(2)
     entropy = boundary_statistics(record, on)['kernel_entropy']
     assert entropy['share_on'] == 1.0 and entropy['off'] is None
 

@@ -21,7 +21,7 @@ from dlu_mm.analysis.model_inspection import (CheckpointMismatchError,
                                               ImageRun,
                                               check_state_dict_matches,
                                               read_state_dict)
-from dlu_mm.analysis.report import summarise
+from dlu_mm.analysis.report import report_image, summarise
 from dlu_mm.analysis.upsampler_figure import FIGURE_SIZE_PX, draw_upsampler
 from dlu_mm.analysis.upsampler_statistics import boundaries_at
 from dlu_mm.ops import sample_kernel_space
@@ -287,3 +287,27 @@ def test_summary_pools_boundary_means_over_pixels():
     assert edges['on'] == pytest.approx((0.5 * 2 + 0.25 * 4) / 0.75)
     assert edges['off'] == pytest.approx((0.5 * 1 + 0.75 * 2) / 1.25)
     assert edges['on_off_ratio'] == pytest.approx(edges['on'] / edges['off'])
+
+
+@pytest.mark.parametrize('figures', [True, False])
+def test_report_image_lines_statistics_and_figures(tmp_path, figures):
+    record = inspect_upsampler(_dlu_with_offsets(), torch.randn(1, 16, 4, 4),
+                               'neck.up')
+    run = ImageRun(image=torch.rand(3, 16, 16), valid=(16, 16),
+                   original=(16, 16), records=[record], skipped=['head.up'])
+    lines = []
+    edges = torch.zeros(16, 16, dtype=torch.bool)
+    stats, = report_image(run, edges, str(tmp_path), lines.append,
+                          figures=figures)
+    assert stats['mean_abs_offset_px'] == pytest.approx(7.5 / 4)
+    assert stats['boundaries']['abs_offset_px']['share_on'] == 0
+    assert lines[0].startswith('[1/2] neck.up: DLU s=2 (1, 16, 4, 4) -> '
+                               '(1, 16, 8, 8): mean |offset| 1.875 px '
+                               '(50.0% > 1 px)')
+    assert lines[1].startswith('[2/2] head.up: not run on this image')
+    pngs = list(tmp_path.glob('*.png'))
+    if figures:
+        assert stats['png'] == str(tmp_path / '01_neck.up.png')
+        assert pngs == [tmp_path / '01_neck.up.png']
+    else:
+        assert stats['png'] is None and not pngs

@@ -32,11 +32,13 @@ def summary_line(stats: Dict) -> str:
 
 
 def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
-                 progress: Callable[[str], None] = print) -> List[Dict]:
+                 progress: Callable[[str], None] = print,
+                 figures: bool = True) -> List[Dict]:
     """For each record of ``run``: :func:`upsampler_statistics`, with
     ``boundaries`` (:func:`boundary_statistics` against ``boundary_map``,
-    (H, W) bool at ``run.image``'s resolution, if given), and a figure
-    ``out_dir/NN_<name>.png`` (its path under ``png``); one ``progress``
+    (H, W) bool at ``run.image``'s resolution, if given), and (if
+    ``figures``) a figure ``out_dir/NN_<name>.png`` (its path under
+    ``png``, else None); one ``progress``
     line per upsampler, the ones that did not run included. RoI-batched
     upsamplers (a mask head) are drawn for RoI 0, the top-scoring
     detection; their statistics cover every RoI."""
@@ -50,17 +52,21 @@ def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
                 record, run.boundaries(record, boundary_map))
         line = summary_line(stats)
         roi = record.name in run.rois
-        path = osp.join(out_dir, f'{i:02d}_{record.name}.png')
-        draw_upsampler(record, run.crops(run.image, record)[0], path,
-                       subtitle=line, input_label='RoI' if roi else 'input')
+        path = None
+        if figures:
+            path = osp.join(out_dir, f'{i:02d}_{record.name}.png')
+            draw_upsampler(record, run.crops(run.image, record)[0], path,
+                           subtitle=line,
+                           input_label='RoI' if roi else 'input')
         stats['png'] = path
         if roi:
             stats['drawn'] = 'RoI 0 (the top-scoring detection)'
         results.append(stats)
         progress(f'[{i}/{total}] {record.name}: {record.layer_type} '
                  f's={record.scale_factor} {tuple(record.input.shape)} -> '
-                 f'{tuple(record.output.shape)}: {line} -> {path} '
-                 f'({time.perf_counter() - start:.1f} s)')
+                 f'{tuple(record.output.shape)}: {line}'
+                 + (f' -> {path}' if path else '')
+                 + f' ({time.perf_counter() - start:.1f} s)')
     for j, name in enumerate(run.skipped, len(run.records) + 1):
         progress(f'[{j}/{total}] {name}: not run on this image (e.g. a mask '
                  f'head when nothing was detected); no figure')

@@ -1,7 +1,7 @@
 """Draw what a model's learned upsamplers (DLU, CARAFE) do on an image.
 
     python tools/analysis/visualize_upsampler.py CONFIG CHECKPOINT IMAGE
-        [IMAGE ...] [--out-dir DIR] [--boundaries SOURCE]
+        [IMAGE ...] [--out-dir DIR] [--boundaries SOURCE] [--no-png]
         [--cfg-options k=v ...] [--trust-checkpoint]
 
 Runs the model of CONFIG with the weights of CHECKPOINT on IMAGE (its test
@@ -20,7 +20,8 @@ label changes of the image's label map -- a label map PNG, a folder of
 COCO-style annotation ``.json`` (its instance masks).
 
 With several images, each gets its own folder ``DIR/<image name>/`` and
-``DIR/summary.json`` holds each upsampler's statistics over all of them.
+``DIR/summary.json`` holds each upsampler's statistics over all of them
+(``--no-png``: statistics only).
 The numbers come from :mod:`dlu_mm.analysis`.
 """
 import argparse
@@ -59,6 +60,9 @@ def parse_args():
         'on/off-boundary statistics: a label map PNG of IMAGE, a folder of '
         '<image name>.png, or a COCO-style .json annotation file (default: '
         'the edges of the image)')
+    parser.add_argument(
+        '--no-png', action='store_true',
+        help='statistics only (e.g. over many images), no figures')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument(
@@ -68,7 +72,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def inspect_one(model, cfg, image, boundaries, out_dir, header):
+def inspect_one(model, cfg, image, boundaries, out_dir, header, figures):
     """Run, report and write ``upsampler_statistics.json`` for one image;
     returns the per-upsampler statistics."""
     start = time.perf_counter()
@@ -84,7 +88,7 @@ def inspect_one(model, cfg, image, boundaries, out_dir, header):
         source = f'label map from {boundaries}'
     print(f'{image}: model input {tuple(run.image.shape[1:])}, '
           f'{time.perf_counter() - start:.1f} s; boundaries: {source}')
-    stats = report_image(run, boundary_map, out_dir)
+    stats = report_image(run, boundary_map, out_dir, figures=figures)
     os.makedirs(out_dir, exist_ok=True)
     path = osp.join(out_dir, 'upsampler_statistics.json')
     with open(path, 'w') as f:
@@ -112,7 +116,8 @@ def main():
         per_image = [
             inspect_one(model, cfg, image, args.boundaries,
                         out_dir if len(stems) == 1 else osp.join(out_dir, s),
-                        dict(config=args.config, checkpoint=args.checkpoint))
+                        dict(config=args.config, checkpoint=args.checkpoint),
+                        figures=not args.no_png)
             for image, s in zip(args.images, stems)]
     except (NoLearnedUpsamplerError, CheckpointMismatchError,
             CheckpointError, FileNotFoundError) as err:

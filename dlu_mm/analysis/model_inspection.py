@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .upsampler_inspection import (UpsamplerRecord, capture_upsamplers,
-                                   find_upsamplers, portable_mmcv_carafe,
-                                   records_from_capture)
+from .upsampler_inspection import (LEARNED_TYPES, UpsamplerRecord,
+                                   capture_upsamplers, find_upsamplers,
+                                   portable_mmcv_carafe, records_from_capture)
 from .upsampler_statistics import image_edges, label_boundaries
 
 
@@ -105,23 +105,16 @@ def check_state_dict_matches(model: nn.Module, state: Dict[str, Tensor],
     if shapes:
         parts.append(f'{len(shapes)} keys differ in shape '
                      f'({_examples(shapes, 2)})')
-    upsamplers = [name for name, _ in find_upsamplers_or_none(model)]
+    prefixes = tuple(name + '.' for name, m in model.named_modules()
+                     if isinstance(m, LEARNED_TYPES))
     hint = ''
-    if any(k.startswith(tuple(n + '.' for n in upsamplers))
-           for k in missing):
+    if prefixes and any(k.startswith(prefixes) for k in missing):
         hint = (' The learned upsamplers\' weights are missing: was it '
                 'trained with another upsample_cfg type (e.g. nearest or '
                 'bilinear)?')
     raise CheckpointMismatchError(
         f'checkpoint {checkpoint} does not match the model of the config: '
         + '; '.join(parts) + '.' + hint)
-
-
-def find_upsamplers_or_none(model: nn.Module):
-    try:
-        return find_upsamplers(model)
-    except ValueError:
-        return []
 
 
 def load_checked(model: nn.Module, checkpoint: str,

@@ -23,7 +23,9 @@ from dlu_mm.analysis.model_inspection import (CheckpointMismatchError,
                                               read_state_dict)
 from dlu_mm.analysis.report import report_image, summarise
 from dlu_mm.analysis.upsampler_figure import FIGURE_SIZE_PX, draw_upsampler
-from dlu_mm.analysis.upsampler_statistics import boundaries_at
+from dlu_mm.analysis.upsampler_statistics import (boundaries_at,
+                                                  boundary_distance,
+                                                  contrast_from_bins)
 from dlu_mm.ops import sample_kernel_space
 
 UNIFORM = math.log(25)
@@ -173,8 +175,22 @@ def test_boundary_statistics_of_known_offsets():
     assert stats['on'] == pytest.approx(3.0)
     assert stats['off'] == pytest.approx((0.5 + 4) / 3)
     assert stats['on_off_ratio'] == pytest.approx(2)
+    assert stats['count_by_distance'] == [16, 48, 0, 0, 0]
+    assert stats['mean_by_distance'][:2] == pytest.approx([3.0, 1.5])
+    assert stats['mean_by_distance'][2:] == [None] * 3
     entropy = boundary_statistics(record, on)['kernel_entropy']
     assert entropy['share_on'] == 1.0 and entropy['off'] is None
+
+
+def test_boundary_distance_is_chessboard_and_capped():
+    boundaries = torch.zeros(2, 7, 9, dtype=torch.bool)
+    boundaries[0, 3, 2] = True
+    distance = boundary_distance(boundaries, max_distance=4)
+    rows, cols = torch.meshgrid(torch.arange(7), torch.arange(9),
+                                indexing='ij')
+    expect = torch.maximum((rows - 3).abs(), (cols - 2).abs()).clamp(max=4)
+    assert torch.equal(distance[0], expect)
+    assert (distance[1] == 4).all()  # no boundary in that input
 
 
 def _record(kind, n=1, size=(6, 5), s=2, groups=1):
@@ -272,21 +288,27 @@ def test_label_maps_from_coco_annotations_and_folders(tmp_path):
 
 
 def test_summary_pools_boundary_means_over_pixels():
-    def stats(offset, share, on, off):
+    def stats(offset, means, counts):
+        contrast = contrast_from_bins(
+            [m * c for m, c in zip(means, counts)], counts, 0.5)
         return dict(name='up', type='DLU', scale_factor=2,
                     mean_abs_offset_px=offset, share_offsets_beyond_1px=0.0,
                     mean_kernel_entropy=3.0, entropy_ratio=0.9,
                     uniform_kernel_entropy=UNIFORM,
-                    boundaries=dict(abs_offset_px=dict(
-                        share_on=share, on=on, off=off, on_off_ratio=None)))
-    row, = summarise([[stats(1.0, 0.5, 2.0, 1.0)],
-                      [stats(3.0, 0.25, 4.0, 2.0)]])
+                    boundaries=dict(abs_offset_px=contrast))
+    first = stats(1.0, [2.0, 1.0, 0, 0, 0], [10, 30, 0, 0, 0])
+    assert first['boundaries']['abs_offset_px']['mean_by_distance'] == [
+        2.0, 1.0, None, None, None]
+    row, = summarise([[first], [stats(3.0, [4.0, 0, 2.0, 0, 0],
+                                      [30, 0, 10, 0, 0])]])
     assert row['images'] == 2 and row['mean_abs_offset_px'] == 2.0
     edges = row['boundaries']['abs_offset_px']
-    assert edges['share_on'] == pytest.approx(0.375)
-    assert edges['on'] == pytest.approx((0.5 * 2 + 0.25 * 4) / 0.75)
-    assert edges['off'] == pytest.approx((0.5 * 1 + 0.75 * 2) / 1.25)
-    assert edges['on_off_ratio'] == pytest.approx(edges['on'] / edges['off'])
+    assert edges['count_by_distance'] == [40, 30, 10, 0, 0]
+    assert edges['mean_by_distance'][:3] == pytest.approx(
+        [(20 + 120) / 40, 1.0, 2.0])
+    assert edges['on'] == pytest.approx(3.5)
+    assert edges['off'] == pytest.approx((30 + 20) / 40)
+    assert edges['on_off_ratio'] == pytest.approx(3.5 / 1.25)
 
 
 @pytest.mark.parametrize('figures', [True, False])

@@ -7,7 +7,8 @@ from typing import Callable, Dict, List, Optional
 from torch import Tensor
 
 from .upsampler_figure import draw_upsampler
-from .upsampler_statistics import boundary_statistics, upsampler_statistics
+from .upsampler_statistics import (boundary_statistics, contrast_from_bins,
+                                   upsampler_statistics)
 
 
 def _fmt(value, spec='.3f'):
@@ -73,24 +74,13 @@ def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
     return results
 
 
-def _pooled(items: List[Dict], key: str, weight: str) -> Optional[float]:
-    """Sum of item[key] * w / sum of w over items where item[key] is set,
-    w = item['share_on'] or 1 - it."""
-    pairs = [(it[key], it['share_on'] if weight == 'on'
-              else 1 - it['share_on']) for it in items
-             if it[key] is not None]
-    total = sum(w for _, w in pairs)
-    return sum(v * w for v, w in pairs) / total if total else None
-
-
 def summarise(per_image: List[List[Dict]]) -> List[Dict]:
     """Per upsampler name, over the images it ran on: ``images``, the mean
     of each per-image number (``mean_abs_offset_px``,
     ``share_offsets_beyond_1px``, ``mean_kernel_entropy``,
-    ``entropy_ratio``), and for each boundary statistic the on / off means
-    pooled over the images' pixels (each image's on-mean weighted by its
-    ``share_on``, its off-mean by 1 - ``share_on``: exact when the images
-    have the same number of pixels at that map) and their ratio."""
+    ``entropy_ratio``), and each boundary statistic over all the images'
+    pixels (per-distance means pooled with their counts; ``share_on`` the
+    mean over images)."""
     names: Dict[str, List[Dict]] = {}
     for stats in per_image:
         for s in stats:
@@ -108,11 +98,13 @@ def summarise(per_image: List[List[Dict]]) -> List[Dict]:
             row['boundaries'] = {}
             for key in items[0]['boundaries']:
                 parts = [it['boundaries'][key] for it in items]
-                on, off = _pooled(parts, 'on', 'on'), _pooled(parts, 'off',
-                                                               'off')
-                row['boundaries'][key] = dict(
-                    share_on=sum(p['share_on'] for p in parts) / len(parts),
-                    on=on, off=off,
-                    on_off_ratio=on / off if on is not None and off else None)
+                counts = [sum(c) for c in zip(
+                    *[p['count_by_distance'] for p in parts])]
+                sums = [sum((p['mean_by_distance'][d] or 0)
+                            * p['count_by_distance'][d] for p in parts)
+                        for d in range(len(counts))]
+                row['boundaries'][key] = contrast_from_bins(
+                    sums, counts,
+                    sum(p['share_on'] for p in parts) / len(parts))
         out.append(row)
     return out

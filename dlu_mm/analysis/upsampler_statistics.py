@@ -16,7 +16,9 @@ Symbols: input (N, C, H, W), scale s, kernel size k, groups G.
 * Boundaries: a bool map at the network input's resolution, from a label
   map (:func:`label_boundaries`) or the image (:func:`image_edges`),
   brought to a map's resolution by :func:`boundaries_at` (a pixel is on a
-  boundary if any input pixel it covers is).
+  boundary if any input pixel it covers is); a map's values are then
+  averaged by their distance to the nearest boundary
+  (:func:`boundary_contrast`).
 """
 import math
 from typing import Dict, Optional
@@ -25,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+MAX_DISTANCE = 4
+"""Distances to a boundary are told apart up to this many map pixels."""
 EDGE_THRESHOLD = 0.1
 """Image edges: Sobel gradient magnitude of the grey image (intensities in
 [0, 1], per pixel) at or above this."""
@@ -155,25 +159,57 @@ def boundaries_at(boundaries: Tensor, size) -> Tensor:
     return pooled[0, 0] > 0
 
 
-def boundary_contrast(values: Tensor, boundaries: Tensor
-                      ) -> Dict[str, Optional[float]]:
-    """Mean of ``values`` (N, G, h, w) on and off ``boundaries`` (N, h, w)
-    bool (the same for every group): ``share_on`` (of the N*h*w pixels),
-    ``on``, ``off`` (None where no pixel falls in that set) and
-    ``on_off_ratio`` (None unless both are there and ``off`` is not 0)."""
+def boundary_distance(boundaries: Tensor,
+                      max_distance: int = MAX_DISTANCE) -> Tensor:
+    """(N, h, w) bool -> (N, h, w) long: the chessboard distance, in pixels
+    of that map, to the nearest boundary pixel of the same input (0 on a
+    boundary), capped at ``max_distance`` (meaning that far or farther)."""
+    distance = torch.full(boundaries.shape, max_distance, dtype=torch.long)
+    reached = boundaries[:, None].float()
+    for d in range(max_distance):
+        distance[(reached[:, 0] > 0) & (distance == max_distance)] = d
+        reached = F.max_pool2d(reached, 3, stride=1, padding=1)
+    return distance
+
+
+def boundary_contrast(values: Tensor, boundaries: Tensor,
+                      max_distance: int = MAX_DISTANCE) -> Dict[str, object]:
+    """``values`` (N, G, h, w) against ``boundaries`` (N, h, w) bool (the
+    same for every group), with d = :func:`boundary_distance`:
+
+    * ``mean_by_distance`` [d = 0, 1, ..., >= max_distance] and
+      ``count_by_distance`` (values at each d; a mean is None where the
+      count is 0);
+    * ``share_on`` (of the N*h*w pixels, d = 0), ``on`` (mean at d = 0),
+      ``off`` (mean at d > 0) and ``on_off_ratio`` (None unless both
+      exist and ``off`` is not 0).
+    """
     if (values.dim() != 4 or boundaries.shape != (values.shape[0],
                                                   *values.shape[2:])):
         raise ValueError(f'values must be (N, G, h, w) and boundaries '
                          f'(N, h, w); got {tuple(values.shape)} and '
                          f'{tuple(boundaries.shape)}')
-    mask = boundaries[:, None].expand_as(values)
-    on, off = values[mask], values[~mask]
-    mean_on = on.mean().item() if on.numel() else None
-    mean_off = off.mean().item() if off.numel() else None
-    ratio = (mean_on / mean_off if mean_on is not None and mean_off
-             else None)
-    return dict(share_on=boundaries.float().mean().item(), on=mean_on,
-                off=mean_off, on_off_ratio=ratio)
+    distance = boundary_distance(boundaries, max_distance)[:, None].expand_as(
+        values)
+    sums = torch.zeros(max_distance + 1, dtype=torch.float64).index_add_(
+        0, distance.reshape(-1), values.reshape(-1).double())
+    counts = torch.bincount(distance.reshape(-1),
+                            minlength=max_distance + 1)
+    return contrast_from_bins(sums.tolist(), counts.tolist(),
+                              boundaries.float().mean().item())
+
+
+def contrast_from_bins(sums, counts, share_on: float) -> Dict[str, object]:
+    """:func:`boundary_contrast`'s numbers from per-distance sums and
+    counts (also used to pool them over images)."""
+    def mean(total, count):
+        return total / count if count else None
+    on = mean(sums[0], counts[0])
+    off = mean(sum(sums[1:]), sum(counts[1:]))
+    return dict(share_on=share_on, on=on, off=off,
+                on_off_ratio=on / off if on is not None and off else None,
+                mean_by_distance=[mean(t, c) for t, c in zip(sums, counts)],
+                count_by_distance=[int(c) for c in counts])
 
 
 def boundary_statistics(record, boundaries: Tensor) -> Dict[str, object]:

@@ -25,7 +25,8 @@ from dlu_mm.analysis.report import report_image, summarise
 from dlu_mm.analysis.upsampler_figure import FIGURE_SIZE_PX, draw_upsampler
 from dlu_mm.analysis.upsampler_statistics import (boundaries_at,
                                                   boundary_distance,
-                                                  contrast_from_bins)
+                                                  contrast_from_bins,
+                                                  offset_kernel_change)
 from dlu_mm.ops import sample_kernel_space
 
 UNIFORM = math.log(25)
@@ -66,6 +67,12 @@ def test_dlu_at_initialisation_zero_offsets_near_uniform_entropy():
     assert stats['mean_kernel_entropy'] == pytest.approx(direct, rel=1e-6)
     assert stats['uniform_kernel_entropy'] == pytest.approx(UNIFORM)
     assert 0.999 < stats['entropy_ratio'] <= 1
+    assert stats['mean_offset_kernel_change'] == 0
+    peak, tap = layer.predict_kernels(x).kernel_space.reshape(
+        2, 1, 25, 6, 7).max(dim=2)
+    assert stats['mean_peak_weight'] == pytest.approx(peak.mean().item())
+    assert stats['share_peak_at_centre'] == pytest.approx(
+        (tap == 12).float().mean().item())
     assert torch.allclose(record.output, layer(x))
     assert stats['input_shape'] == [2, 16, 6, 7]
     assert stats['output_shape'] == [2, 16, 12, 14]
@@ -91,6 +98,21 @@ def test_dlu_offsets_follow_the_channel_convention():
         _entropy(kernels).mean().item(), rel=1e-6)
 
 
+def test_offset_kernel_change_is_the_distance_to_the_own_kernel():
+    space = torch.zeros(1, 9, 1, 2)  # k = 3, one row, two pixels
+    space[0, 0, 0, 0] = 1.0          # pixel 0: one-hot on tap 0
+    space[0, 8, 0, 1] = 1.0          # pixel 1: one-hot on tap 8
+    offsets = torch.zeros(1, 2, 1, 2)  # s = 1: (x, y) per pixel
+    offsets[0, 0, 0, 0] = 0.5          # pixel 0 samples halfway to 1
+    change = offset_kernel_change(space, offsets, 1)
+    assert change.tolist() == [[[[0.5, 0.0]]]]
+    offsets[0, 0, 0, 0] = 1.0
+    offsets[0, 0, 0, 1] = -3.0  # clamped to pixel 0
+    assert offset_kernel_change(space, offsets, 1).tolist() == [[[[1, 1]]]]
+    uniform = torch.full((1, 9, 1, 2), 1 / 9)
+    assert offset_kernel_change(uniform, offsets, 1).abs().max() < 1e-7
+
+
 def test_carafe_statistics_from_the_predicted_kernels():
     layer = CARAFEPortable(16, 2, compressed_channels=8, up_group=2)
     nn.init.normal_(layer.content_encoder.weight, std=0.5)
@@ -102,6 +124,12 @@ def test_carafe_statistics_from_the_predicted_kernels():
     assert stats['mean_sampled_kernel_entropy'] == stats[
         'mean_kernel_entropy']
     assert stats['mean_abs_offset_px'] is None
+    assert stats['mean_offset_kernel_change'] is None
+    peak, tap = layer.predict_kernels(x).kernels.reshape(
+        1, 2, 25, 8, 10).max(dim=2)
+    assert stats['mean_peak_weight'] == pytest.approx(peak.mean().item())
+    assert stats['share_peak_at_centre'] == pytest.approx(
+        (tap == 12).float().mean().item())
     assert stats['type'] == 'CARAFE'
 
 
@@ -293,8 +321,9 @@ def test_summary_pools_boundary_means_over_pixels():
             [m * c for m, c in zip(means, counts)], counts, 0.5)
         return dict(name='up', type='DLU', scale_factor=2,
                     mean_abs_offset_px=offset, share_offsets_beyond_1px=0.0,
-                    mean_kernel_entropy=3.0, entropy_ratio=0.9,
-                    uniform_kernel_entropy=UNIFORM,
+                    mean_offset_kernel_change=0.1, mean_kernel_entropy=3.0,
+                    entropy_ratio=0.9, mean_peak_weight=0.2,
+                    share_peak_at_centre=1.0, uniform_kernel_entropy=UNIFORM,
                     boundaries=dict(abs_offset_px=contrast))
     first = stats(1.0, [2.0, 1.0, 0, 0, 0], [10, 30, 0, 0, 0])
     assert first['boundaries']['abs_offset_px']['mean_by_distance'] == [
@@ -326,6 +355,7 @@ def test_report_image_lines_statistics_and_figures(tmp_path, figures):
     assert lines[0].startswith('[1/2] neck.up: DLU s=2 (1, 16, 4, 4) -> '
                                '(1, 16, 8, 8): mean |offset| 1.875 px '
                                '(50.0% > 1 px)')
+    assert 'offsets change kernels by' in lines[0]
     assert lines[1].startswith('[2/2] head.up: not run on this image')
     pngs = list(tmp_path.glob('*.png'))
     if figures:

@@ -28,7 +28,11 @@ def summary_line(stats: Dict) -> str:
             parts.append(f"on/off boundaries {_fmt(edges['on'])}/"
                          f"{_fmt(edges['off'])} px")
     parts.append(f"kernel entropy {stats['mean_kernel_entropy']:.3f} / "
-                 f"log k^2 = {stats['uniform_kernel_entropy']:.3f}")
+                 f"log k^2 = {stats['uniform_kernel_entropy']:.3f}, peak "
+                 f"weight {stats['mean_peak_weight']:.2f}")
+    if stats['mean_offset_kernel_change'] is not None:
+        parts.append(f"offsets change kernels by "
+                     f"{stats['mean_offset_kernel_change']:.3f} (TV)")
     return ', '.join(parts)
 
 
@@ -77,8 +81,9 @@ def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
 def summarise(per_image: List[List[Dict]]) -> List[Dict]:
     """Per upsampler name, over the images it ran on: ``images``, the mean
     of each per-image number (``mean_abs_offset_px``,
-    ``share_offsets_beyond_1px``, ``mean_kernel_entropy``,
-    ``entropy_ratio``), and each boundary statistic over all the images'
+    ``share_offsets_beyond_1px``, ``mean_offset_kernel_change``,
+    ``mean_kernel_entropy``, ``entropy_ratio``, ``mean_peak_weight``,
+    ``share_peak_at_centre``), and each boundary statistic over all the images'
     pixels (per-distance means pooled with their counts; ``share_on`` the
     mean over images)."""
     names: Dict[str, List[Dict]] = {}
@@ -90,7 +95,9 @@ def summarise(per_image: List[List[Dict]]) -> List[Dict]:
         row = dict(name=name, type=items[0]['type'],
                    scale_factor=items[0]['scale_factor'], images=len(items))
         for key in ('mean_abs_offset_px', 'share_offsets_beyond_1px',
-                    'mean_kernel_entropy', 'entropy_ratio'):
+                    'mean_offset_kernel_change', 'mean_kernel_entropy',
+                    'entropy_ratio', 'mean_peak_weight',
+                    'share_peak_at_centre'):
             values = [it[key] for it in items if it[key] is not None]
             row[key] = sum(values) / len(values) if values else None
         row['uniform_kernel_entropy'] = items[0]['uniform_kernel_entropy']

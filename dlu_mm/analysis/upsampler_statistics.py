@@ -12,7 +12,10 @@ Symbols: input (N, C, H, W), scale s, kernel size k, groups G.
 * Kernel entropy: H(K) = -sum_t K[t] log K[t] in nats over each kernel's
   k^2 weights; the uniform kernel has the maximum, log(k^2), a one-hot
   kernel 0. DLU: of its kernel space (N, G, H, W) and of the per-pixel
-  kernels sampled from it (N, G, sH, sW); CARAFE: of its kernels.
+  kernels sampled from it (N, G, sH, sW); CARAFE: of its kernels. Also
+  each kernel's largest weight and its tap (:func:`kernel_peaks`), and for
+  DLU how far the offsets move each output pixel's kernel from its source
+  pixel's (:func:`offset_kernel_change`).
 * Boundaries: a bool map at the network input's resolution, from a label
   map (:func:`label_boundaries`) or the image (:func:`image_edges`),
   brought to a map's resolution by :func:`boundaries_at` (a pixel is on a
@@ -26,6 +29,8 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..ops import sample_kernel_space
 
 MAX_DISTANCE = 4
 """Distances to a boundary are told apart up to this many map pixels."""
@@ -72,20 +77,52 @@ def entropy_map(record) -> Tensor:
     return kernel_entropy(kernels, record.up_kernel)
 
 
+def kernel_peaks(kernels: Tensor, up_kernel: int):
+    """(N, G*k^2, h, w) kernels -> (largest weight, its tap t = dy*k + dx),
+    each (N, G, h, w)."""
+    n, c, h, w = kernels.shape
+    kk = up_kernel * up_kernel
+    return kernels.reshape(n, c // kk, kk, h, w).max(dim=2)
+
+
+def offset_kernel_change(kernel_space: Tensor, offsets: Tensor,
+                         scale_factor: int) -> Tensor:
+    """DLU: how much the offsets change each output pixel's kernel, as the
+    total variation distance 1/2 sum_t |K(i, j)[t] - S(i//s, j//s)[t]| in
+    [0, 1] between the kernel sampled at the offset and the source pixel's
+    own kernel (what zero offsets give): (N, G, sH, sW). 0 where the
+    offsets do not matter (e.g. a kernel space that is the same
+    everywhere)."""
+    s = scale_factor
+    n, c, h, w = kernel_space.shape
+    groups = offsets.shape[1] // (2 * s * s)
+    sampled = sample_kernel_space(kernel_space, offsets, s)
+    own = kernel_space.repeat_interleave(s, 2).repeat_interleave(s, 3)
+    change = (sampled - own).abs().reshape(n, groups, c // groups, h * s,
+                                           w * s)
+    return change.sum(dim=2) / 2
+
+
 def upsampler_statistics(record) -> Dict[str, object]:
     """Per-upsampler numbers (floats; offsets in input pixels, entropies in
     nats), over all N inputs, groups and pixels:
 
     * ``mean_abs_offset_px``, ``max_abs_offset_px``,
-      ``share_offsets_beyond_1px`` (|offset| > 1): DLU only, else None;
-    * ``mean_kernel_entropy``: of the map :func:`entropy_map` draws (DLU:
-      kernel space; CARAFE: kernels);
+      ``share_offsets_beyond_1px`` (|offset| > 1) and
+      ``mean_offset_kernel_change`` (:func:`offset_kernel_change`): DLU
+      only, else None;
+    * ``mean_kernel_entropy``: of the kernels :func:`entropy_map` draws
+      (DLU: its kernel space; CARAFE: its kernels);
     * ``mean_sampled_kernel_entropy``: DLU's per-output-pixel kernels (the
       kernel space sampled at the offsets); for CARAFE the same as
       ``mean_kernel_entropy``;
     * ``uniform_kernel_entropy`` = log(k^2) and ``entropy_ratio`` =
       mean_kernel_entropy / log(k^2) (1: uniform kernels, 0: one-hot);
-      None when k = 1.
+      None when k = 1;
+    * ``mean_peak_weight`` and ``share_peak_at_centre``: the largest
+      weight of those kernels, and how often it is the centre tap (a
+      kernel of weight 1 there copies the source pixel: nearest
+      upsampling).
     """
     p = record.prediction
     s, k = record.scale_factor, record.up_kernel
@@ -96,20 +133,28 @@ def upsampler_statistics(record) -> Dict[str, object]:
                  output_shape=list(record.output.shape))
     if p.offsets is not None:
         magnitude = offset_magnitude(p.offsets, s)
-        stats.update(mean_abs_offset_px=magnitude.mean().item(),
-                     max_abs_offset_px=magnitude.max().item(),
-                     share_offsets_beyond_1px=(magnitude > 1).float().mean()
-                     .item())
+        stats.update(
+            mean_abs_offset_px=magnitude.mean().item(),
+            max_abs_offset_px=magnitude.max().item(),
+            share_offsets_beyond_1px=(magnitude > 1).float().mean().item(),
+            mean_offset_kernel_change=offset_kernel_change(
+                p.kernel_space, p.offsets, s).mean().item())
     else:
         stats.update(mean_abs_offset_px=None, max_abs_offset_px=None,
-                     share_offsets_beyond_1px=None)
-    entropy = entropy_map(record).mean().item()
+                     share_offsets_beyond_1px=None,
+                     mean_offset_kernel_change=None)
+    kernels = p.kernel_space if p.kernel_space is not None else p.kernels
+    entropy = kernel_entropy(kernels, k).mean().item()
     sampled = kernel_entropy(p.per_pixel_kernels(s), k).mean().item()
     uniform = math.log(k * k)
+    peak, tap = kernel_peaks(kernels, k)
     stats.update(mean_kernel_entropy=entropy,
                  mean_sampled_kernel_entropy=sampled,
                  uniform_kernel_entropy=uniform,
-                 entropy_ratio=entropy / uniform if uniform > 0 else None)
+                 entropy_ratio=entropy / uniform if uniform > 0 else None,
+                 mean_peak_weight=peak.mean().item(),
+                 share_peak_at_centre=(tap == k * k // 2).float().mean()
+                 .item())
     return stats
 
 

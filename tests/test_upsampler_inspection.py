@@ -91,6 +91,9 @@ def test_dlu_offsets_follow_the_channel_convention():
     stats = upsampler_statistics(record)
     assert stats['mean_abs_offset_px'] == pytest.approx((3 + 0.5 + 4) / 4)
     assert stats['max_abs_offset_px'] == pytest.approx(4)
+    assert torch.allclose(  # [i][j] = [x, y] of subpixel (i, j)
+        torch.tensor(stats['mean_offset_by_subpixel_px']),
+        torch.tensor([[[3.0, 0.0], [-0.3, 0.4]], [[0.0, 0.0], [0.0, -4.0]]]))
     assert stats['share_offsets_beyond_1px'] == pytest.approx(0.5)
     kernels = sample_kernel_space(record.prediction.kernel_space,
                                   record.prediction.offsets, 2)
@@ -321,6 +324,7 @@ def test_summary_pools_boundary_means_over_pixels():
             [m * c for m, c in zip(means, counts)], counts, 0.5)
         return dict(name='up', type='DLU', scale_factor=2,
                     mean_abs_offset_px=offset, share_offsets_beyond_1px=0.0,
+                    mean_offset_by_subpixel_px=[[[offset, 0.0]]],
                     mean_offset_kernel_change=0.1, mean_kernel_entropy=3.0,
                     entropy_ratio=0.9, mean_peak_weight=0.2,
                     share_peak_at_centre=1.0, uniform_kernel_entropy=UNIFORM,
@@ -331,6 +335,7 @@ def test_summary_pools_boundary_means_over_pixels():
     row, = summarise([[first], [stats(3.0, [4.0, 0, 2.0, 0, 0],
                                       [30, 0, 10, 0, 0])]])
     assert row['images'] == 2 and row['mean_abs_offset_px'] == 2.0
+    assert row['mean_offset_by_subpixel_px'] == [[[2.0, 0.0]]]
     edges = row['boundaries']['abs_offset_px']
     assert edges['count_by_distance'] == [40, 30, 10, 0, 0]
     assert edges['mean_by_distance'][:3] == pytest.approx(

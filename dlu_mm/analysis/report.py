@@ -2,11 +2,12 @@
 analysis.model_inspection.ImageRun`, and their summary over images."""
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
+import torch
 from torch import Tensor
 
-from .upsampler_figure import draw_upsampler
+from .upsampler_figure import FIGURE_SIZE_PX, draw_upsampler
 from .upsampler_statistics import (boundary_statistics, contrast_from_bins,
                                    upsampler_statistics)
 
@@ -38,12 +39,14 @@ def summary_line(stats: Dict) -> str:
 
 def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
                  progress: Callable[[str], None] = print,
-                 figures: bool = True) -> List[Dict]:
+                 figures: bool = True,
+                 size_px: Sequence[int] = FIGURE_SIZE_PX) -> List[Dict]:
     """For each record of ``run``: :func:`upsampler_statistics`, with
     ``boundaries`` (:func:`boundary_statistics` against ``boundary_map``,
     (H, W) bool at ``run.image``'s resolution, if given), and (if
-    ``figures``) a figure ``out_dir/NN_<name>.png`` (its path under
-    ``png``, else None); one ``progress``
+    ``figures``) a figure ``out_dir/NN_<name>.png`` of ``size_px`` =
+    (width, height) pixels (its path under ``png``, else None); one
+    ``progress``
     line per upsampler, the ones that did not run included. RoI-batched
     upsamplers (a mask head) are drawn for RoI 0, the top-scoring
     detection; their statistics cover every RoI."""
@@ -61,7 +64,7 @@ def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
         if figures:
             path = osp.join(out_dir, f'{i:02d}_{record.name}.png')
             draw_upsampler(record, run.crops(run.image, record)[0], path,
-                           subtitle=line,
+                           subtitle=line, size_px=size_px,
                            input_label='RoI' if roi else 'input')
         stats['png'] = path
         if roi:
@@ -80,7 +83,8 @@ def report_image(run, boundary_map: Optional[Tensor], out_dir: str,
 
 def summarise(per_image: List[List[Dict]]) -> List[Dict]:
     """Per upsampler name, over the images it ran on: ``images``, the mean
-    of each per-image number (``mean_abs_offset_px``,
+    of each per-image number (``mean_offset_by_subpixel_px``,
+    ``mean_abs_offset_px``,
     ``share_offsets_beyond_1px``, ``mean_offset_kernel_change``,
     ``mean_kernel_entropy``, ``entropy_ratio``, ``mean_peak_weight``,
     ``share_peak_at_centre``), and each boundary statistic over all the images'
@@ -101,6 +105,11 @@ def summarise(per_image: List[List[Dict]]) -> List[Dict]:
             values = [it[key] for it in items if it[key] is not None]
             row[key] = sum(values) / len(values) if values else None
         row['uniform_kernel_entropy'] = items[0]['uniform_kernel_entropy']
+        subpixel = [it['mean_offset_by_subpixel_px'] for it in items
+                    if it.get('mean_offset_by_subpixel_px') is not None]
+        row['mean_offset_by_subpixel_px'] = (
+            torch.tensor(subpixel).mean(dim=0).tolist() if subpixel
+            else None)
         if all('boundaries' in it for it in items):
             row['boundaries'] = {}
             for key in items[0]['boundaries']:

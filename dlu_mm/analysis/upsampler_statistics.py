@@ -51,6 +51,18 @@ def offset_field(offsets: Tensor, scale_factor: int) -> Tensor:
     return field.reshape(n, c // (2 * s * s), 2, h * s, w * s)
 
 
+def mean_offset_by_subpixel(offsets: Tensor, scale_factor: int) -> Tensor:
+    """(N, G*2*s^2, H, W) -> (s, s, 2): the mean [x, y] offset, in input
+    pixels, of the output pixels at each position (i % s, j % s) within
+    their source pixel, over all inputs, groups and source pixels (a
+    shift that DLU learned for every output pixel at that position)."""
+    field = offset_field(offsets, scale_factor)
+    n, g, _, sh, sw = field.shape
+    s = scale_factor
+    field = field.reshape(n, g, 2, sh // s, s, sw // s, s)
+    return field.mean(dim=(0, 1, 3, 5)).permute(1, 2, 0)
+
+
 def offset_magnitude(offsets: Tensor, scale_factor: int) -> Tensor:
     """(N, G*2*s^2, H, W) -> (N, G, sH, sW): |offset| in input pixels."""
     return offset_field(offsets, scale_factor).norm(dim=2)
@@ -108,9 +120,10 @@ def upsampler_statistics(record) -> Dict[str, object]:
     nats), over all N inputs, groups and pixels:
 
     * ``mean_abs_offset_px``, ``max_abs_offset_px``,
-      ``share_offsets_beyond_1px`` (|offset| > 1) and
-      ``mean_offset_kernel_change`` (:func:`offset_kernel_change`): DLU
-      only, else None;
+      ``share_offsets_beyond_1px`` (|offset| > 1),
+      ``mean_offset_by_subpixel_px`` ([i][j] = [x, y], see
+      :func:`mean_offset_by_subpixel`) and ``mean_offset_kernel_change``
+      (:func:`offset_kernel_change`): DLU only, else None;
     * ``mean_kernel_entropy``: of the kernels :func:`entropy_map` draws
       (DLU: its kernel space; CARAFE: its kernels);
     * ``mean_sampled_kernel_entropy``: DLU's per-output-pixel kernels (the
@@ -134,13 +147,16 @@ def upsampler_statistics(record) -> Dict[str, object]:
     if p.offsets is not None:
         magnitude = offset_magnitude(p.offsets, s)
         stats.update(
+            mean_offset_by_subpixel_px=mean_offset_by_subpixel(
+                p.offsets, s).tolist(),
             mean_abs_offset_px=magnitude.mean().item(),
             max_abs_offset_px=magnitude.max().item(),
             share_offsets_beyond_1px=(magnitude > 1).float().mean().item(),
             mean_offset_kernel_change=offset_kernel_change(
                 p.kernel_space, p.offsets, s).mean().item())
     else:
-        stats.update(mean_abs_offset_px=None, max_abs_offset_px=None,
+        stats.update(mean_offset_by_subpixel_px=None,
+                     mean_abs_offset_px=None, max_abs_offset_px=None,
                      share_offsets_beyond_1px=None,
                      mean_offset_kernel_change=None)
     kernels = p.kernel_space if p.kernel_space is not None else p.kernels

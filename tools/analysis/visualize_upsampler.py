@@ -2,7 +2,8 @@
 
     python tools/analysis/visualize_upsampler.py CONFIG CHECKPOINT IMAGE
         [IMAGE ...] [--out-dir DIR] [--boundaries SOURCE] [--no-png]
-        [--cfg-options k=v ...] [--trust-checkpoint]
+        [--png-size WIDTH HEIGHT] [--cfg-options k=v ...]
+        [--trust-checkpoint]
 
 Runs the model of CONFIG with the weights of CHECKPOINT on IMAGE (its test
 pipeline, on the CPU) and writes into DIR, for every learned upsampler in
@@ -38,6 +39,7 @@ from dlu_mm.analysis.model_inspection import (CheckpointMismatchError,
                                               build_model, load_checked,
                                               run_on_image)
 from dlu_mm.analysis.report import report_image, summarise
+from dlu_mm.analysis.upsampler_figure import FIGURE_SIZE_PX
 from dlu_mm.engine import CheckpointError
 from mmengine.config import Config, DictAction
 
@@ -63,16 +65,24 @@ def parse_args():
     parser.add_argument(
         '--no-png', action='store_true',
         help='statistics only (e.g. over many images), no figures')
+    parser.add_argument(
+        '--png-size', nargs=2, type=int, default=list(FIGURE_SIZE_PX),
+        metavar=('WIDTH', 'HEIGHT'),
+        help='size of each PNG in pixels (default: %(default)s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument(
         '--trust-checkpoint', action='store_true',
         help='allow full unpickling of a checkpoint that fails the '
         'weights-only check and was not written by this project\'s tools')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.png_size[0] < 600 or args.png_size[1] < 400:
+        parser.error(f'--png-size must be at least 600 400 (six panels), '
+                     f'got {args.png_size[0]} {args.png_size[1]}')
+    return args
 
 
-def inspect_one(model, cfg, image, boundaries, out_dir, header, figures):
+def inspect_one(model, cfg, image, boundaries, out_dir, header, args):
     """Run, report and write ``upsampler_statistics.json`` for one image;
     returns the per-upsampler statistics."""
     start = time.perf_counter()
@@ -88,7 +98,8 @@ def inspect_one(model, cfg, image, boundaries, out_dir, header, figures):
         source = f'label map from {boundaries}'
     print(f'{image}: model input {tuple(run.image.shape[1:])}, '
           f'{time.perf_counter() - start:.1f} s; boundaries: {source}')
-    stats = report_image(run, boundary_map, out_dir, figures=figures)
+    stats = report_image(run, boundary_map, out_dir,
+                         figures=not args.no_png, size_px=args.png_size)
     os.makedirs(out_dir, exist_ok=True)
     path = osp.join(out_dir, 'upsampler_statistics.json')
     with open(path, 'w') as f:
@@ -117,7 +128,7 @@ def main():
             inspect_one(model, cfg, image, args.boundaries,
                         out_dir if len(stems) == 1 else osp.join(out_dir, s),
                         dict(config=args.config, checkpoint=args.checkpoint),
-                        figures=not args.no_png)
+                        args)
             for image, s in zip(args.images, stems)]
     except (NoLearnedUpsamplerError, CheckpointMismatchError,
             CheckpointError, FileNotFoundError) as err:

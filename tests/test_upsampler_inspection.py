@@ -20,7 +20,7 @@ from dlu_mm.analysis.boundary_sources import boundary_labels
 from dlu_mm.analysis.model_inspection import (CheckpointMismatchError,
                                               ImageRun,
                                               check_state_dict_matches,
-                                              read_state_dict)
+                                              read_state_dict, run_on_image)
 from dlu_mm.analysis.report import report_image, summarise
 from dlu_mm.analysis.upsampler_figure import FIGURE_SIZE_PX, draw_upsampler
 from dlu_mm.analysis.upsampler_statistics import (boundaries_at,
@@ -248,6 +248,18 @@ def test_image_run_places_grids_and_rois_in_the_image():
     assert boundaries[0, :, 1].all() and boundaries[0].sum() == 4
     assert not boundaries[1].any()
     assert run.crops(run.image, roi)[0].shape == (3, 16, 8)
+    with pytest.raises(ValueError, match=r'label map is \(16, 16\).*image '
+                       r'is \(32, 32\)'):
+        run.label_boundaries(torch.zeros(16, 16, dtype=torch.long))
+
+
+def test_run_on_image_errors_before_running(tmp_path):
+    model = nn.Sequential(DLU(16, 2, compressed_channels=8))
+    with pytest.raises(FileNotFoundError, match='image .*nope.jpg does not'):
+        run_on_image(model, None, str(tmp_path / 'nope.jpg'))
+    with pytest.raises(NoLearnedUpsamplerError):
+        run_on_image(nn.Sequential(nn.Upsample(scale_factor=2)), None,
+                     str(tmp_path / 'nope.jpg'))
 
 
 @pytest.mark.parametrize('kind,n,groups', [('DLU', 1, 1), ('CARAFE', 3, 2)])

@@ -287,6 +287,10 @@ def test_checkpoint_must_match_the_model(tmp_path):
                        match=r'ck.pth does not match.*6 of the model.s .*'
                        r'1\.kernel_space_generator\.weight.*upsample_cfg'):
         check_state_dict_matches(model, no_upsampler, 'ck.pth')
+    other_model = dict(no_upsampler, **{'head.weight': torch.zeros(1)})
+    with pytest.raises(CheckpointMismatchError) as error:
+        check_state_dict_matches(model, other_model)
+    assert 'upsample_cfg' not in str(error.value)  # not just the upsampler
     wider = dict(state, **{'0.weight': torch.zeros(8, 3, 1, 1),
                            'extra.weight': torch.zeros(1)})
     with pytest.raises(CheckpointMismatchError,

@@ -84,8 +84,8 @@ def check_state_dict_matches(model: nn.Module, state: Dict[str, Tensor],
     """Raise :class:`CheckpointMismatchError` unless ``state`` has every
     key of ``model.state_dict()`` (BatchNorm's ``num_batches_tracked``
     excepted), no other key, and the same shapes. The message counts and
-    names the keys, and says when a learned upsampler's weights are what is
-    missing (a checkpoint trained with another ``upsample_cfg``)."""
+    names the keys, and says when the learned upsamplers' weights are all
+    that is missing (a checkpoint trained with another ``upsample_cfg``)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state
                and not k.endswith('num_batches_tracked')]
@@ -108,7 +108,8 @@ def check_state_dict_matches(model: nn.Module, state: Dict[str, Tensor],
     prefixes = tuple(name + '.' for name, m in model.named_modules()
                      if isinstance(m, LEARNED_TYPES))
     hint = ''
-    if prefixes and any(k.startswith(prefixes) for k in missing):
+    if (prefixes and not (unexpected or shapes)
+            and all(k.startswith(prefixes) for k in missing)):
         hint = (' The learned upsamplers\' weights are missing: was it '
                 'trained with another upsample_cfg type (e.g. nearest or '
                 'bilinear)?')

@@ -33,15 +33,17 @@ def variants(settings=COVERING) -> Iterator[Tuple[str, str, Dict]]:
                ('_features_grad', dict(SAMPLED=False)),
                ('_features_grad', dict(SAMPLED=True)),
                ('_masks_grad', {}), ('_sampling_grad', {})]
+    from . import triton_backend as tb  # the block sizes the ops launch
     for name, flags in kernels:
         for dtype, k, s, ones in settings:
-            consts = dict(flags, K=k, S=s, BLOCK_C=16)
+            consts = dict(flags, K=k, S=s, BLOCK_C=tb.BLOCK_C)
             if name == '_features_grad':
                 sub_pixels = 1 << (s * s - 1).bit_length()
-                consts.update(BLOCK_Q=max(1, 256 // sub_pixels),
+                consts.update(BLOCK_Q=max(1, tb.BLOCK_E // sub_pixels),
                               SS=sub_pixels)
             else:
-                consts['BLOCK_P'] = 64
+                consts['BLOCK_P'] = tb.BLOCK_P_SAMPLED if flags.get(
+                    'SAMPLED') or name == '_sampling_grad' else tb.BLOCK_P
             consts.update({arg: 1 for arg in ones})
             yield name, dtype, consts
 

@@ -74,6 +74,18 @@ def _sample_points(off_ptr, ng, i, j, mask, H, W, S: tl.constexpr,
 
 
 @triton.jit
+def _sampled_tap(k_ptr, ng, t, i00, i01, i10, i11, w00, w01, w10, w11, mask,
+                 H, W, K: tl.constexpr, ACC: tl.constexpr):
+    """Tap t of the kernel space (N, G*K*K, H, W), interpolated at sampling
+    points from :func:`_sample_points`."""
+    plane = k_ptr + (ng * K * K + t).to(tl.int64) * (H * W)
+    return (w00 * tl.load(plane + i00, mask=mask, other=0.).to(ACC) +
+            w01 * tl.load(plane + i01, mask=mask, other=0.).to(ACC) +
+            w10 * tl.load(plane + i10, mask=mask, other=0.).to(ACC) +
+            w11 * tl.load(plane + i11, mask=mask, other=0.).to(ACC))
+
+
+@triton.jit
 def _kernel_tap(k_ptr, off_ptr, ng, t, i, j, p, mask, H, W, K: tl.constexpr,
                 S: tl.constexpr, SAMPLED: tl.constexpr, ACC: tl.constexpr):
     """K_g(i, j)[t] for output pixels p = i*sW + j: read from the masks
@@ -82,11 +94,8 @@ def _kernel_tap(k_ptr, off_ptr, ng, t, i, j, p, mask, H, W, K: tl.constexpr,
     if SAMPLED:
         i00, i01, i10, i11, w00, w01, w10, w11, wx, wy, gx, gy = \
             _sample_points(off_ptr, ng, i, j, mask, H, W, S, ACC)
-        plane = k_ptr + (ng * K * K + t).to(tl.int64) * (H * W)
-        value = (w00 * tl.load(plane + i00, mask=mask, other=0.).to(ACC) +
-                 w01 * tl.load(plane + i01, mask=mask, other=0.).to(ACC) +
-                 w10 * tl.load(plane + i10, mask=mask, other=0.).to(ACC) +
-                 w11 * tl.load(plane + i11, mask=mask, other=0.).to(ACC))
+        value = _sampled_tap(k_ptr, ng, t, i00, i01, i10, i11, w00, w01,
+                             w10, w11, mask, H, W, K, ACC)
     else:
         plane = k_ptr + (ng * K * K + t).to(tl.int64) * (H * S * W * S)
         value = tl.load(plane + p, mask=mask, other=0.).to(ACC)
@@ -115,10 +124,17 @@ def _forward(x_ptr, k_ptr, off_ptr, y_ptr, C, H, W, G, CG,
     i = p // OW
     j = p % OW
     rows = (n * C + c).to(tl.int64) * H
+    if SAMPLED:  # the same points for every tap: found once
+        i00, i01, i10, i11, w00, w01, w10, w11, wx, wy, gx, gy = \
+            _sample_points(off_ptr, ng, i, j, pmask, H, W, S, ACC)
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
     for t in range(K * K):
-        kt = _kernel_tap(k_ptr, off_ptr, ng, t, i, j, p, pmask, H, W, K, S,
-                         SAMPLED, ACC)
+        if SAMPLED:
+            kt = _sampled_tap(k_ptr, ng, t, i00, i01, i10, i11, w00, w01,
+                              w10, w11, pmask, H, W, K, ACC)
+        else:
+            kt = _kernel_tap(k_ptr, off_ptr, ng, t, i, j, p, pmask, H, W, K,
+                             S, SAMPLED, ACC)
         yy = i // S + t // K - (K - 1) // 2
         xx = j // S + t % K - (K - 1) // 2
         valid = pmask & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)

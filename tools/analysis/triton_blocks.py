@@ -1,6 +1,8 @@
 """Time the Triton kernels of ``reassemble`` and the fused DLU op over block
 sizes and warps per program, on this GPU, to choose the defaults of
-``dlu_mm/ops/triton_backend.py`` (BLOCK_C, BLOCK_P, NUM_WARPS).
+``dlu_mm/ops/triton_backend.py`` (BLOCK_C, NUM_WARPS, and BLOCK_P for the
+reassembly, BLOCK_P_SAMPLED for the fused DLU op: a configuration here sets
+both pixel blocks).
 
 Every combination is timed forward (``triton.testing.do_bench``, median);
 the fastest few forward configurations are then timed forward+backward.
@@ -62,8 +64,9 @@ def timed(call) -> float:
     return do_bench(call, warmup=10, rep=40, return_mode='median')
 
 
-def configure(block_c, block_p, warps):
+def configure(block_c, block_p, warps, block_p_sampled=None):
     triton_backend.BLOCK_C, triton_backend.BLOCK_P = block_c, block_p
+    triton_backend.BLOCK_P_SAMPLED = block_p_sampled or block_p
     triton_backend.NUM_WARPS = warps
 
 
@@ -85,11 +88,13 @@ def main():
     k, s = 5, args.scale
     tensors = inputs(args.shape, s, k, 'cuda', DTYPES[args.dtype])
     runs = calls(*tensors, s, k)
-    default = (triton_backend.BLOCK_C, triton_backend.BLOCK_P,
-               triton_backend.NUM_WARPS)
+    defaults = (triton_backend.BLOCK_C, triton_backend.BLOCK_P,
+                triton_backend.NUM_WARPS, triton_backend.BLOCK_P_SAMPLED)
+    default = defaults[:3]
     results = {}
     print(f'{torch.cuda.get_device_name()}, shape {args.shape}, s={s}, '
-          f'{args.dtype}; default {default}; ms (median of do_bench)')
+          f'{args.dtype}; defaults (BLOCK_C, BLOCK_P, warps) {default}, '
+          f'BLOCK_P_SAMPLED {defaults[3]}; ms (median of do_bench)')
     print(f'{"BLOCK_C BLOCK_P warps":>22}  {"reassemble":>10}  {"dlu":>10}',
           flush=True)
     for config in itertools.product(args.block_c, args.block_p, args.warps):
@@ -111,7 +116,7 @@ def main():
               f'{results[config]["reassemble/fwd_bwd"]:10.3f}  '
               f'{results[config]["dlu_reassemble/fwd_bwd"]:10.3f}',
               flush=True)
-    configure(*default)
+    configure(*defaults)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {'device': torch.cuda.get_device_name(), 'shape': args.shape,

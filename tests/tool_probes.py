@@ -136,15 +136,6 @@ class RankProbeHook(Hook):
             self.img_ids = [sample.img_id
                             for sample in data_batch['data_samples']]
 
-    def _recording(self, predict_kernels):
-        def recording(x):
-            prediction = predict_kernels(x)
-            self.record['predictions'].append(
-                [_dtype(x)] + [_dtype(t) for t in prediction
-                               if isinstance(t, torch.Tensor)])
-            return prediction
-        return recording
-
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         if self.done:

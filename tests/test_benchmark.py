@@ -217,6 +217,19 @@ def test_peak_memory_in_subprocess(bench, tmp_path):
     assert fused['fwd_bwd_mib'] + 0.75 <= unfused['fwd_bwd_mib']
 
 
+def test_peak_memory_counts_outputs_reused_from_the_output_cache(
+        bench, tmp_path):
+    """1x128x64x64 -> an 8 MiB output, which the native kernels keep for
+    reuse after the untimed call: the measured call must still count it."""
+    pytest.importorskip('dlu_mm._ext')
+    path = tmp_path / 'mem.json'
+    bench.main(['--shape', '1', '128', '64', '64', '--warmup', '0',
+                '--repeats', '1', '--threads', '1', '--cases', 'dlu',
+                '--no-roofline', '--json', str(path)])
+    fused = json.loads(path.read_text())['results']['dlu']['peak_mib']
+    assert fused['fwd_mib'] >= 8 and fused['fwd_bwd_mib'] >= 8
+
+
 def test_sweep_skips_large_outputs(bench, tmp_path, capsys):
     path = tmp_path / 'sweep.json'
     # outputs: s=2 16x16x16 floats = 16 KiB; s=4 64 KiB > 0.05 MiB

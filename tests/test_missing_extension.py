@@ -2,7 +2,8 @@
 where ``dlu_mm._ext`` cannot be imported: the package still imports and
 computes (plain-PyTorch path, same numbers), warns exactly once however
 many ops run, and ``DLU_MM_REASSEMBLE_BACKEND=native`` -- which cannot run
-without the extension -- is an error that says why."""
+without the extension -- is an error that says why, as is sizing the
+native kernels' output cache."""
 import json
 import subprocess
 import sys
@@ -33,7 +34,13 @@ try:
     error = None
 except RuntimeError as err:
     error = str(err)
-print(json.dumps(dict(warnings=ours, error=error,
+from dlu_mm.ops import native
+try:
+    native.set_output_cache_capacity(0)
+    cache_error = None
+except RuntimeError as err:
+    cache_error = str(err)
+print(json.dumps(dict(warnings=ours, error=error, cache_error=cache_error,
                       same=torch.equal(outs[0], torch_path),
                       shapes=[list(o.shape) for o in outs])))
 '''
@@ -49,6 +56,9 @@ def test_missing_extension_warns_once_and_native_is_an_error():
     assert 'using the plain-PyTorch reassembly' in result['warnings'][0]
     assert 'dlu_mm._ext is not built' in result['warnings'][0]
     assert result['same'] and result['shapes'] == [[1, 8, 10, 8]] * 4
+    assert result['cache_error'].startswith(
+        'dlu_mm: set_output_cache_capacity() needs dlu_mm._ext, which is not '
+        'built')
     assert result['error'].startswith(
         "reassembly backend 'native' was requested but cannot run on these "
         'tensors: dlu_mm._ext is not built')

@@ -7,6 +7,7 @@ from typing import Callable, Dict, List
 
 import torch
 
+from ..ops import native
 from .cases import Case
 
 
@@ -76,7 +77,9 @@ def measure_peak_mib(case: Case, backward: bool) -> float:
     before it (after one untimed call of the same kind): CUDA
     ``max_memory_allocated``; CPU peak RSS (VmHWM after resetting it via
     /proc/self/clear_refs -- meaningful in a fresh process whose allocator
-    returns freed memory to the OS, see the benchmark tool)."""
+    returns freed memory to the OS, see the benchmark tool). The native
+    kernels' output cache is emptied first, so that the buffers the call
+    takes from it count as the new allocations they were the first time."""
     step = make_step(case, backward)
     step()
     case.zero_grad(step.tensors)  # the measured call starts from no grads
@@ -85,6 +88,9 @@ def measure_peak_mib(case: Case, backward: bool) -> float:
         torch.cuda.reset_peak_memory_stats(case.device)
         step()
         return (torch.cuda.max_memory_allocated(case.device) - base) / 2**20
+    if native.is_built():
+        native.set_output_cache_capacity(
+            native.set_output_cache_capacity(0))  # empty it, keep its size
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
     base = _proc_status_kib('VmRSS')

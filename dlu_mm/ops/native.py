@@ -3,6 +3,12 @@
 ``setup.py`` builds ``dlu_mm._ext`` from ``dlu_mm/ops/csrc``. When the
 extension is missing the package still imports, the plain-PyTorch path is
 used, and a warning says so once.
+
+The kernels keep the large buffers their outputs release and reuse them for
+the next outputs of the same size (``csrc/output_buffers.cpp``: a fresh
+multi-MiB buffer costs a page fault and the kernel's zeroing per page);
+``DLU_MM_OUTPUT_CACHE_MIB`` (default 1024) or
+:func:`set_output_cache_capacity` bound it, 0 turns it off.
 """
 import importlib
 import warnings
@@ -24,6 +30,31 @@ DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 def is_built() -> bool:
     return _ext is not None
+
+
+def _require_built(what: str):
+    if _ext is None:
+        raise RuntimeError(f'dlu_mm: {what} needs dlu_mm._ext, which is not '
+                           f'built ({_IMPORT_ERROR})')
+    return _ext
+
+
+def cached_output_bytes() -> int:
+    """Bytes of released output buffers the native kernels keep for reuse."""
+    return _require_built('cached_output_bytes()').cached_output_bytes()
+
+
+def set_output_cache_capacity(capacity_bytes: int) -> int:
+    """Bounds the native kernels' output cache (0 turns it off and frees
+    what it holds); returns the previous capacity in bytes."""
+    if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes,
+                                                          int) \
+            or capacity_bytes < 0:
+        raise ValueError('set_output_cache_capacity: capacity_bytes must be '
+                         f'an int >= 0 (0 turns the cache off), got '
+                         f'{capacity_bytes!r}')
+    return _require_built('set_output_cache_capacity()') \
+        .set_output_cache_capacity(capacity_bytes)
 
 
 def unavailable_reason(features: Tensor) -> Optional[str]:

@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "ops.h"
+#include "output_buffers.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "dlu_mm native CPU kernels (C++/OpenMP): CARAFE-style "
@@ -31,4 +32,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("offsets"), py::arg("kernel_size"), py::arg("group_size"),
         py::arg("scale_factor"), py::arg("needs_features_grad"),
         py::arg("needs_sampling_grads"));
+  m.def("cached_output_bytes", &dlu_mm::cached_output_bytes,
+        "bytes held by the output cache (released output buffers kept for "
+        "reuse)");
+  m.def("output_cache_capacity", &dlu_mm::output_cache_capacity,
+        "the output cache's capacity in bytes (0: off)");
+  m.def("set_output_cache_capacity", &dlu_mm::set_output_cache_capacity,
+        "sets the output cache's capacity in bytes (0 turns it off and "
+        "frees what it holds); returns the previous capacity",
+        py::arg("bytes"));
 }

@@ -53,15 +53,12 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
+#include "output_buffers.h"
 #include "simd.h"
 
 namespace dlu_mm {
@@ -543,31 +540,6 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   sink.finish(bands);
 }
 
-
-// ---------------------------------------------------------------------------
-// A new, not yet written tensor of `shape`, whose large buffers may be
-// backed by transparent huge pages. A multi-megabyte buffer comes straight
-// from mmap, and touching it the first time costs a page fault every 4 KiB:
-// for a 1x256x240x240 float32 output that is more than half of the forward
-// pass. MADV_HUGEPAGE (Linux, THP in "madvise" or "always" mode) makes it
-// one fault every 2 MiB. It only advises the kernel, about this buffer's own
-// 2 MiB-aligned pages: the values, and what other tensors get, do not change.
-inline at::Tensor empty_output(at::IntArrayRef shape,
-                               const at::TensorOptions& opts) {
-  at::Tensor out = at::empty(shape, opts);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t last = (begin + out.nbytes()) & ~(kHugePage - 1);
-  if (out.nbytes() >= 4 * kHugePage && last > first) {
-    // Advice only: where THP is off or this fails, the buffer keeps 4 KiB
-    // pages and the kernels run as they would without it.
-    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-  }
-#endif
-  return out;
-}
 
 // Checks shared by the entry points: a CPU tensor of `name`, 4-D, of one of
 // the supported floating types and of `dtype`.

@@ -203,12 +203,20 @@ std::vector<at::opmath_type<scalar_t>> taps_innermost(const Geometry& g,
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t hw = g.H * g.W;
   std::vector<acc_t> out(g.N * g.G * hw * kkp, acc_t(0));
-  at::parallel_for(0, g.N * g.G, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t map = begin; map < end; ++map) {
+  // In blocks of cells whose kkp-wide rows stay in L1 while every tap is
+  // written into them (one tap at a time over all cells would stream the
+  // whole tap-minor array through the caches k*k times).
+  constexpr int64_t kCells = 64;
+  const int64_t blocks = (hw + kCells - 1) / kCells;
+  at::parallel_for(0, g.N * g.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t map = item / blocks;
+      const int64_t first = item % blocks * kCells;
+      const int64_t last = std::min(hw, first + kCells);
       for (int64_t t = 0; t < g.kk; ++t) {
         const scalar_t* src = space + (map * g.kk + t) * hw;
         acc_t* dst = out.data() + map * hw * kkp + t;
-        for (int64_t cell = 0; cell < hw; ++cell) {
+        for (int64_t cell = first; cell < last; ++cell) {
           dst[cell * kkp] = static_cast<acc_t>(src[cell]);
         }
       }

@@ -287,6 +287,23 @@ struct SamplingGradRow {
   acc_t* gy;
 };
 
+// The sum of a vector's lanes, by halves (log2(lanes) adds, not lanes - 1
+// dependent scalar ones).
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) acc_t horizontal_sum(
+    typename Vec<acc_t, kBytes>::type v) {
+  if constexpr (kBytes == 2 * sizeof(acc_t)) {
+    return v[0] + v[1];
+  } else {
+    using half = typename Vec<acc_t, kBytes / 2>::type;
+    half low, high;
+    __builtin_memcpy(&low, &v, kBytes / 2);
+    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + kBytes / 2,
+                     kBytes / 2);
+    return horizontal_sum<acc_t, kBytes / 2>(low + high);
+  }
+}
+
 template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void sampling_grads_impl(
     const SamplingGradRow<acc_t>& r) {
@@ -319,13 +336,8 @@ inline __attribute__((always_inline)) void sampling_grads_impl(
         __builtin_memcpy(target[c] + t, &q, kBytes);
       }
     }
-    acc_t sx = 0, sy = 0;
-    for (int l = 0; l < lanes; ++l) {
-      sx += ax[l];
-      sy += ay[l];
-    }
-    r.gx[j] = sx;
-    r.gy[j] = sy;
+    r.gx[j] = horizontal_sum<acc_t, kBytes>(ax);
+    r.gy[j] = horizontal_sum<acc_t, kBytes>(ay);
   }
 }
 

@@ -43,8 +43,9 @@
  *     KernelGradSink's per-thread writer, one output row (all taps) at a
  *     time. Neither ever needs the whole (N, G*k*k, sH, sW) tensor.
  * Scratch memory is per thread and about a band's worth of kernel rows
- * (kept under ~512 KiB). Half types (float16, bfloat16) are widened to
- * float when read, accumulated in float and rounded once when stored;
+ * (kept under 3/4 of the L2 cache, band_scratch_bytes). Half types
+ * (float16, bfloat16) are widened to float when read, accumulated in
+ * float and rounded once when stored;
  * float64 accumulates in double.
  */
 #pragma once
@@ -52,6 +53,10 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+
+#if defined(__unix__)
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -124,17 +129,36 @@ struct Band {
 // them the results, are the same at any number of threads.
 constexpr int64_t kAnyThreadCount = 0;
 
+// The scratch a band may use: 3/4 of this CPU's per-core L2 cache where the
+// OS tells (sysconf), within [256 KiB, 3 MiB]; 512 KiB where it does not.
+// Bigger bands re-read fewer rows: a band of B input rows reads B + k - 1
+// rows of features (or output-gradient row blocks), so at s=4, where a
+// kernel row is 4x longer than at s=2, a fixed 512 KiB allowed B = 2 and
+// read every feature and gradient row 3 times (2 MiB L2: B = 7).
+inline int64_t band_scratch_bytes() {
+  static const int64_t bytes = [] {
+    int64_t l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = static_cast<int64_t>(sysconf(_SC_LEVEL2_CACHE_SIZE));
+#endif
+    if (l2 <= 0) return int64_t(512) << 10;
+    return std::clamp<int64_t>(l2 / 4 * 3, int64_t(256) << 10,
+                               int64_t(3) << 20);
+  }();
+  return bytes;
+}
+
 class Banding {
  public:
   // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
   // are at most kMaxRows rows, small enough for their scratch to stay in L2
-  // and, for a given thread count, for about kUnitsPerThread units per
-  // thread (load balance).
+  // (band_scratch_bytes) and, for a given thread count, for about
+  // kUnitsPerThread units per thread (load balance).
   Banding(const Geometry& g, int64_t row_bytes, int64_t threads) : g_(g) {
     constexpr int64_t kMaxRows = 8;
-    constexpr int64_t kScratchBytes = 512 * 1024;
     constexpr int64_t kUnitsPerThread = 8;
-    const int64_t fitting = kScratchBytes / std::max<int64_t>(1, row_bytes);
+    const int64_t fitting =
+        band_scratch_bytes() / std::max<int64_t>(1, row_bytes);
     const int64_t balanced =
         threads == kAnyThreadCount
             ? kMaxRows

@@ -214,6 +214,17 @@ inline __attribute__((always_inline)) void products_any(
   TORCH_CHECK(false, "dlu_mm._ext: unsupported product block P=", rp.P);
 }
 
+// dst[col*S + b] = x[col] for b < S: S a compile-time constant, so that
+// the vectoriser turns it into lane permutations.
+template <typename acc_t, int S>
+inline __attribute__((always_inline)) void repeat_each(
+    const acc_t* __restrict x, int64_t W, acc_t* __restrict dst) {
+  for (int64_t col = 0; col < W; ++col) {
+    #pragma GCC unroll 8
+    for (int b = 0; b < S; ++b) dst[col * S + b] = x[col];
+  }
+}
+
 // Nearest upsampling of a row with zero borders: u[t] = x[(t - border)/s]
 // for t < border + s*W + border, 0 where the source column is outside the row.
 template <typename acc_t>
@@ -224,17 +235,31 @@ inline __attribute__((always_inline)) void upsample_row_impl(
   acc_t* dst = u + border;
   if (s == 1) {
     std::copy(x, x + W, dst);
-  } else if (s == 2) {  // the common case, vectorised as a lane permutation
-    for (int64_t col = 0; col < W; ++col) {
-      dst[2 * col] = x[col];
-      dst[2 * col + 1] = x[col];
-    }
+  } else if (s == 2) {  // the common cases, vectorised as lane permutations
+    repeat_each<acc_t, 2>(x, W, dst);
+  } else if (s == 4) {
+    repeat_each<acc_t, 4>(x, W, dst);
+  } else if (s == 8) {
+    repeat_each<acc_t, 8>(x, W, dst);
   } else {
     for (int64_t col = 0; col < W; ++col) {
       for (int64_t b = 0; b < s; ++b) dst[col * s + b] = x[col];
     }
   }
   std::fill(dst + s * W, dst + s * W + border, acc_t(0));
+}
+
+// dst[x] = sum_{b < S} src[x*S + b], added left to right, S a compile-time
+// constant (vectorised).
+template <typename acc_t, int S>
+inline __attribute__((always_inline)) void sum_each(
+    const acc_t* __restrict src, int64_t W, acc_t* __restrict dst) {
+  for (int64_t x = 0; x < W; ++x) {
+    acc_t sum = src[x * S];
+    #pragma GCC unroll 8
+    for (int b = 1; b < S; ++b) sum += src[x * S + b];
+    dst[x] = sum;
+  }
 }
 
 // Sums of s neighbours: dst[x] = sum_{b < s} src[x*s + b], x < W.
@@ -244,7 +269,11 @@ inline __attribute__((always_inline)) void downsample_row_impl(
   if (s == 1) {
     std::copy(src, src + W, dst);
   } else if (s == 2) {
-    for (int64_t x = 0; x < W; ++x) dst[x] = src[2 * x] + src[2 * x + 1];
+    sum_each<acc_t, 2>(src, W, dst);
+  } else if (s == 4) {
+    sum_each<acc_t, 4>(src, W, dst);
+  } else if (s == 8) {
+    sum_each<acc_t, 8>(src, W, dst);
   } else {
     for (int64_t x = 0; x < W; ++x) {
       acc_t sum = src[x * s];

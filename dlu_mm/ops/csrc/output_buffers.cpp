@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #endif
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <mutex>
@@ -77,9 +78,13 @@ class OutputCache final : public c10::Allocator {
  public:
   OutputCache() : capacity_(capacity_from_environment()) {}
 
+  // n bytes, rounded up to whole 2 MiB pages (one page at least: a storage
+  // of ours resized to nothing still gets a buffer to hand back).
   c10::DataPtr allocate(size_t n) override {
     const int64_t bytes =
-        (static_cast<int64_t>(n) + kHugePage - 1) / kHugePage * kHugePage;
+        std::max<int64_t>(1, (static_cast<int64_t>(n) + kHugePage - 1) /
+                                 kHugePage) *
+        kHugePage;
     Block* block = take(bytes);
     if (block == nullptr) block = new Block{allocate_block(bytes), bytes};
     return {block->data, block, &OutputCache::release,

@@ -30,7 +30,9 @@
  *                  E[t'] = sum_{dy,a,dx} K[tap, row][t' - s*dx]
  *                                        * dY[q, row][t' - s*dx]
  *                with row = (y+r-dy)*s + a; then
- *                  dX[q, y, x] = sum_{b<s} E[(x+r)*s + b].
+ *                  dX[q, y, x] = sum_{b<s} E[(x+r)*s + b],
+ *                computed by shift dx (see features_grad_kernel):
+ *                p = channel, q = dx; t = (dy, a).
  *       dK:      p = output row, q = dx; t = channel (of a block of channels).
  *   * Work units are bands of a few input rows of one group of one image,
  *     spread over threads with at::parallel_for; the rows of a band share the
@@ -344,7 +346,15 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
 
 // ---------------------------------------------------------------------------
 // Gradient with respect to the features: a gather, for each input row y,
-// over the output rows (y + r - dy)*s + a that read it.
+// over the output rows row = (y + r - dy)*s + a that read it. By the
+// column shift dx, with the products taken unshifted:
+//   F_dx[u] = sum_{dy, a} dY[c, row][u] * K[dy*k + dx, row][u],  u < sW
+//   E[r*s + u] = sum_{dx < k} F_dx[u + (r - dx)*s]  (terms outside
+//                [0, sW) left out), u < sW
+//   dX[c, y, x] = sum_{b < s} E[(x + r)*s + b].
+// One sum_products() call per (y, channel tile): lhs = the tile's dY rows,
+// rhs = the k kernel rows dx, terms (dy, a); every dY row is read in place
+// (no padded copy) and used by k products per load.
 
 template <typename scalar_t, typename KernelSource>
 void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
@@ -352,96 +362,122 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                           scalar_t* grad_features) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
-  // Rows are stored with `pad` zeros on both sides so that every term of E,
-  // shifted by s*dx, can be read over the whole span without bounds checks.
-  const int64_t pad = g.s * (g.k - 1);
-  const int64_t padded = g.OW + 2 * pad;
-  const Banding bands(g, g.s * g.kk * padded * sizeof(acc_t),
+  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
                       at::get_num_threads());
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // output row blocks read by a band
-  const int64_t row_terms = g.k * g.s * g.k;
+  const int64_t row_terms = g.k * g.s;  // (dy, a) of an input row
   const int64_t tile = std::min(kChannelTile, g.Cg);
+  // The k shifts dx, in near-equal tiles of <= kMaxRhsRows.
+  const int64_t dx_tiles = (g.k + kMaxRhsRows - 1) / kMaxRhsRows;
   const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
-    // Kernel rows [y - y0][term] and output-gradient rows
-    // [channel][block - (y0 - r)][a], both zero-padded; term lists: shifted
-    // kernel rows [y - y0][term] and shifted gradient rows
-    // [y - y0][channel][term], term = ((dy - lo)*s + a)*k + dx.
-    std::vector<acc_t> kernel_rows(B * row_terms * padded, acc_t(0));
-    std::vector<acc_t> grad_rows(tile * window * g.s * padded, acc_t(0));
-    std::vector<acc_t> spread(tile * g.span);  // E per channel
-    std::vector<acc_t> widened_row(widened ? g.W : 0);
-    std::vector<const acc_t*> kernel_terms(B * row_terms);
-    std::vector<const acc_t*> grad_terms(B * tile * row_terms);
-    std::vector<int64_t> terms(B);
-    std::vector<acc_t*> out(tile);
-    for (int64_t ci = 0; ci < tile; ++ci) out[ci] = spread.data() + ci * g.span;
+    // Kernel rows [y - y0][(dy*s + a)*k + dx]; for half types the tile's
+    // dY rows widened, [channel][block - (y0 - r)][a]; F [channel][dx];
+    // term lists: dY rows [channel][term] and
+    // kernel rows [dx][term], term = (dy - lo)*s + a.
+    std::vector<acc_t> kernel_rows(B * row_terms * g.k * g.OW);
+    std::vector<acc_t> grad_rows(widened ? tile * window * g.s * g.OW : 0);
+    std::vector<acc_t> products(tile * g.k * g.OW);
+    std::vector<acc_t> spread(g.OW);  // E
+    std::vector<acc_t> row(widened ? g.W : 0);
+    std::vector<const acc_t*> grad_terms(tile * row_terms);
+    std::vector<const acc_t*> kernel_terms(g.k * row_terms);
+    std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
     auto kernels = source.loader();
     for (int64_t unit = begin; unit < end; ++unit) {
       const Band band = bands[unit];
       const int64_t group_channels = g.group_channels(band.group);
       if (group_channels == 0) continue;
       const int64_t first_block = band.y0 - g.r;
-      kernels.prepare(band, std::max<int64_t>(0, first_block) * g.s,
-                      std::min(g.H, band.y1 + g.r) * g.s);
+      const int64_t block_begin = std::max<int64_t>(0, first_block);
+      const int64_t block_end = std::min(g.H, band.y1 + g.r);
+      kernels.prepare(band, block_begin * g.s, block_end * g.s);
       for (int64_t y = band.y0; y < band.y1; ++y) {
-        const int64_t yb = y - band.y0;
         const TapRange dys = taps_reaching(g, y);
-        int64_t term = 0;
         for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
           const int64_t block = y + g.r - dy;
           for (int64_t a = 0; a < g.s; ++a) {
-            for (int64_t dx = 0; dx < g.k; ++dx, ++term) {
-              acc_t* row =
-                  kernel_rows.data() + (yb * row_terms + term) * padded + pad;
-              kernels.load(band, block * g.s + a, dy * g.k + dx, row);
-              kernel_terms[yb * row_terms + term] = row - g.s * dx;
-              for (int64_t ci = 0; ci < tile; ++ci) {
-                grad_terms[(yb * tile + ci) * row_terms + term] =
-                    grad_rows.data() +
-                    ((ci * window + block - first_block) * g.s + a) * padded +
-                    pad - g.s * dx;
-              }
+            for (int64_t dx = 0; dx < g.k; ++dx) {
+              kernels.load(band, block * g.s + a, dy * g.k + dx,
+                           kernel_rows.data() +
+                               (((y - band.y0) * row_terms + dy * g.s + a) *
+                                    g.k +
+                                dx) *
+                                   g.OW);
             }
           }
         }
-        terms[yb] = term;
       }
       for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
         const int64_t channels = std::min(tile, group_channels - c0);
         const int64_t c_first = band.group * g.Cg + c0;
-        for (int64_t ci = 0; ci < channels; ++ci) {
-          for (int64_t block = std::max<int64_t>(0, first_block);
-               block < std::min(g.H, band.y1 + g.r); ++block) {
-            for (int64_t a = 0; a < g.s; ++a) {
-              widen_row(
-                  g.output_row(grad_output, band.n, c_first + ci,
-                               block * g.s + a),
-                  g.OW,
-                  grad_rows.data() +
-                      ((ci * window + block - first_block) * g.s + a) *
-                          padded +
-                      pad);
+        // The dY row of channel ci, output row block `block`, sub-row a.
+        auto grad_row = [&](int64_t ci, int64_t block,
+                            int64_t a) -> const acc_t* {
+          if constexpr (widened) {
+            return grad_rows.data() +
+                   ((ci * window + block - first_block) * g.s + a) * g.OW;
+          } else {
+            return g.output_row(grad_output, band.n, c_first + ci,
+                                block * g.s + a);
+          }
+        };
+        if constexpr (widened) {
+          for (int64_t ci = 0; ci < channels; ++ci) {
+            for (int64_t block = block_begin; block < block_end; ++block) {
+              for (int64_t a = 0; a < g.s; ++a) {
+                widen_row(g.output_row(grad_output, band.n, c_first + ci,
+                                       block * g.s + a),
+                          g.OW, const_cast<acc_t*>(grad_row(ci, block, a)));
+              }
             }
           }
         }
         for (int64_t y = band.y0; y < band.y1; ++y) {
-          const int64_t yb = y - band.y0;
-          simd.sum_products({kernel_terms.data() + yb * row_terms, row_terms,
-                             grad_terms.data() + yb * tile * row_terms,
-                             row_terms, out.data(), 1, channels, terms[yb],
-                             g.span, false});
+          const TapRange dys = taps_reaching(g, y);
+          const int64_t terms = (dys.hi - dys.lo) * g.s;
+          for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+            for (int64_t a = 0; a < g.s; ++a) {
+              const int64_t term = (dy - dys.lo) * g.s + a;
+              for (int64_t ci = 0; ci < channels; ++ci) {
+                grad_terms[ci * row_terms + term] =
+                    grad_row(ci, y + g.r - dy, a);
+              }
+              for (int64_t dx = 0; dx < g.k; ++dx) {
+                kernel_terms[dx * row_terms + term] =
+                    kernel_rows.data() +
+                    (((y - band.y0) * row_terms + dy * g.s + a) * g.k + dx) *
+                        g.OW;
+              }
+            }
+          }
+          for (int64_t t = 0, dx0 = 0; t < dx_tiles; ++t) {
+            const int64_t cols = (g.k - dx0) / (dx_tiles - t);
+            for (int64_t p = 0; p < channels; ++p) {
+              for (int64_t q = 0; q < cols; ++q) {
+                out[p * cols + q] =
+                    products.data() + (p * g.k + dx0 + q) * g.OW;
+              }
+            }
+            simd.sum_products({grad_terms.data(), row_terms,
+                               kernel_terms.data() + dx0 * row_terms,
+                               row_terms, out.data(), channels, cols, terms,
+                               g.OW, false});
+            dx0 += cols;
+          }
           for (int64_t ci = 0; ci < channels; ++ci) {
-            // dX[y][x] = sum_{b < s} E[(x + r)*s + b]
+            // E[r*s + u] = sum_dx F_dx[u + (r - dx)*s], then
+            // dX[y][x] = sum_{b < s} E[(x + r)*s + b].
+            simd.shifted_sum(products.data() + ci * g.k * g.OW, g.k, g.OW,
+                             g.r * g.s, g.s, spread.data());
             scalar_t* dst =
                 g.feature_row(grad_features, band.n, c_first + ci, y);
-            const acc_t* src = out[ci] + g.r * g.s;
             if constexpr (widened) {
-              simd.downsample_row(src, g.W, g.s, widened_row.data());
-              narrow_row(widened_row.data(), g.W, dst);
+              simd.downsample_row(spread.data(), g.W, g.s, row.data());
+              narrow_row(row.data(), g.W, dst);
             } else {
-              simd.downsample_row(src, g.W, g.s, dst);
+              simd.downsample_row(spread.data(), g.W, g.s, dst);
             }
           }
         }

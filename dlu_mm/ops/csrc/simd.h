@@ -283,6 +283,24 @@ inline __attribute__((always_inline)) void downsample_row_impl(
   }
 }
 
+// dst[u] = sum_{i < count} rows[i*n + u + shift0 - i*step], u < n, in the
+// order of i, with the terms whose column leaves [0, n) left out: k rows
+// of products summed at their column shifts (the features gradient).
+template <typename acc_t>
+inline __attribute__((always_inline)) void shifted_sum_impl(
+    const acc_t* __restrict rows, int64_t count, int64_t n, int64_t shift0,
+    int64_t step, acc_t* __restrict dst) {
+  std::fill(dst, dst + n, acc_t(0));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t shift = shift0 - i * step;
+    const acc_t* __restrict src = rows + i * n + shift;
+    const int64_t hi = std::min(n, n - shift);
+    for (int64_t u = std::max<int64_t>(0, -shift); u < hi; ++u) {
+      dst[u] += src[u];
+    }
+  }
+}
+
 // The sampling points of one output row of n pixels: the flat indices
 // y*W + x of the four corners (00 = (y0, x0), 01 = (y0, x1), 10 = (y1, x0),
 // 11 = (y1, x1)), their bilinear weights, and the fractions wx = x - x0,
@@ -377,6 +395,8 @@ struct SimdKernels {
   void (*upsample_row)(const acc_t* x, int64_t W, int64_t s, int64_t border,
                        acc_t* u);
   void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
+  void (*shifted_sum)(const acc_t* rows, int64_t count, int64_t n,
+                      int64_t shift0, int64_t step, acc_t* dst);
   void (*sampling_grads)(const SamplingGradRow<acc_t>&);
   // The most lhs rows (P) per sum_products() call whose sums, with
   // kMaxRhsRows rhs rows, stay in this instruction set's registers.
@@ -399,13 +419,20 @@ struct SimdKernels {
     downsample_row_impl<acc_t>(src, W, s, dst);                             \
   }                                                                         \
   template <typename acc_t>                                                 \
+  attributes void name##_shifted_sum(const acc_t* rows, int64_t count,      \
+                                     int64_t n, int64_t shift0,             \
+                                     int64_t step, acc_t* dst) {            \
+    shifted_sum_impl<acc_t>(rows, count, n, shift0, step, dst);             \
+  }                                                                         \
+  template <typename acc_t>                                                 \
   attributes void name##_sampling_grads(const SamplingGradRow<acc_t>& r) {  \
     sampling_grads_impl<acc_t, bytes>(r);                                   \
   }                                                                         \
   template <typename acc_t>                                                 \
   constexpr SimdKernels<acc_t> name##_kernels() {                           \
     return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
-            &name##_downsample_row<acc_t>, &name##_sampling_grads<acc_t>,   \
+            &name##_downsample_row<acc_t>, &name##_shifted_sum<acc_t>,      \
+            &name##_sampling_grads<acc_t>,                                  \
             lhs_rows};                                                      \
   }
 

@@ -378,7 +378,11 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
     // kernel rows [dx][term], term = (dy - lo)*s + a.
     std::vector<acc_t> kernel_rows(B * row_terms * g.k * g.OW);
     std::vector<acc_t> grad_rows(widened ? tile * window * g.s * g.OW : 0);
-    std::vector<acc_t> products(tile * g.k * g.OW);
+    // F rows with r*s zeros on both sides (never written), so that their
+    // shifted sums need no bounds.
+    const int64_t pad = g.r * g.s;
+    const int64_t padded = g.OW + 2 * pad;
+    std::vector<acc_t> products(tile * g.k * padded, acc_t(0));
     std::vector<acc_t> spread(g.OW);  // E
     std::vector<acc_t> row(widened ? g.W : 0);
     std::vector<const acc_t*> grad_terms(tile * row_terms);
@@ -457,7 +461,7 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
             for (int64_t p = 0; p < channels; ++p) {
               for (int64_t q = 0; q < cols; ++q) {
                 out[p * cols + q] =
-                    products.data() + (p * g.k + dx0 + q) * g.OW;
+                    products.data() + (p * g.k + dx0 + q) * padded + pad;
               }
             }
             simd.sum_products({grad_terms.data(), row_terms,
@@ -469,8 +473,8 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
           for (int64_t ci = 0; ci < channels; ++ci) {
             // E[r*s + u] = sum_dx F_dx[u + (r - dx)*s], then
             // dX[y][x] = sum_{b < s} E[(x + r)*s + b].
-            simd.shifted_sum(products.data() + ci * g.k * g.OW, g.k, g.OW,
-                             g.r * g.s, g.s, spread.data());
+            simd.shifted_sum(products.data() + ci * g.k * padded + pad, g.k,
+                             padded, g.OW, pad, g.s, spread.data());
             scalar_t* dst =
                 g.feature_row(grad_features, band.n, c_first + ci, y);
             if constexpr (widened) {

@@ -283,21 +283,32 @@ inline __attribute__((always_inline)) void downsample_row_impl(
   }
 }
 
-// dst[u] = sum_{i < count} rows[i*n + u + shift0 - i*step], u < n, in the
-// order of i, with the terms whose column leaves [0, n) left out: k rows
-// of products summed at their column shifts (the features gradient).
-template <typename acc_t>
+// dst[u] = sum_{i < count} rows[i*stride + u + shift0 - i*step], u < n,
+// added in the order of i: k rows of products summed at their column
+// shifts (the features gradient). Every index read must lie in the rows:
+// the caller pads them with zeros.
+template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void shifted_sum_impl(
-    const acc_t* __restrict rows, int64_t count, int64_t n, int64_t shift0,
-    int64_t step, acc_t* __restrict dst) {
-  std::fill(dst, dst + n, acc_t(0));
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t shift = shift0 - i * step;
-    const acc_t* __restrict src = rows + i * n + shift;
-    const int64_t hi = std::min(n, n - shift);
-    for (int64_t u = std::max<int64_t>(0, -shift); u < hi; ++u) {
-      dst[u] += src[u];
+    const acc_t* __restrict rows, int64_t count, int64_t stride, int64_t n,
+    int64_t shift0, int64_t step, acc_t* __restrict dst) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  const acc_t* first = rows + shift0;
+  const int64_t next = stride - step;  // from row i to row i + 1
+  int64_t u = 0;
+  for (; u + lanes <= n; u += lanes) {
+    vec sum = {};
+    for (int64_t i = 0; i < count; ++i) {
+      vec v;
+      __builtin_memcpy(&v, first + i * next + u, kBytes);
+      sum += v;
     }
+    __builtin_memcpy(dst + u, &sum, kBytes);
+  }
+  for (; u < n; ++u) {
+    acc_t sum = acc_t(0);
+    for (int64_t i = 0; i < count; ++i) sum += first[i * next + u];
+    dst[u] = sum;
   }
 }
 
@@ -395,8 +406,8 @@ struct SimdKernels {
   void (*upsample_row)(const acc_t* x, int64_t W, int64_t s, int64_t border,
                        acc_t* u);
   void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
-  void (*shifted_sum)(const acc_t* rows, int64_t count, int64_t n,
-                      int64_t shift0, int64_t step, acc_t* dst);
+  void (*shifted_sum)(const acc_t* rows, int64_t count, int64_t stride,
+                      int64_t n, int64_t shift0, int64_t step, acc_t* dst);
   void (*sampling_grads)(const SamplingGradRow<acc_t>&);
   // The most lhs rows (P) per sum_products() call whose sums, with
   // kMaxRhsRows rhs rows, stay in this instruction set's registers.
@@ -420,9 +431,11 @@ struct SimdKernels {
   }                                                                         \
   template <typename acc_t>                                                 \
   attributes void name##_shifted_sum(const acc_t* rows, int64_t count,      \
-                                     int64_t n, int64_t shift0,             \
-                                     int64_t step, acc_t* dst) {            \
-    shifted_sum_impl<acc_t>(rows, count, n, shift0, step, dst);             \
+                                     int64_t stride, int64_t n,             \
+                                     int64_t shift0, int64_t step,          \
+                                     acc_t* dst) {                          \
+    shifted_sum_impl<acc_t, bytes>(rows, count, stride, n, shift0, step,    \
+                                   dst);                                    \
   }                                                                         \
   template <typename acc_t>                                                 \
   attributes void name##_sampling_grads(const SamplingGradRow<acc_t>& r) {  \

@@ -32,6 +32,12 @@
  * corners are read and its four scatters written as whole vectors. The bands are sized for a constant thread count
  * (kAnyThreadCount), so the result is the same at any number of
  * threads, and nothing is added atomically.
+ *
+ * The forward pass and the features gradient sample each output row's
+ * kernels for all the taps they need at once (SampledKernels::load_row);
+ * with AVX-512 in float32 from the same tap-minor kernel space, four
+ * contiguous corner loads a pixel and a 16 x 16 transposition into tap
+ * rows (simd.h, avx512_sample_taps), elsewhere one gathered row per tap.
  */
 #include <limits>
 
@@ -159,12 +165,17 @@ class SamplingRows {
 };
 
 // Kernel rows sampled from the kernel space at the offset points.
+// `space_t`: the kernel space tap-minor (taps_innermost), for the
+// instruction sets that sample all taps of a row at once (sample_taps);
+// null otherwise.
 template <typename scalar_t>
 struct SampledKernels {
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g;
   const scalar_t* space;
   const scalar_t* offsets;
+  const acc_t* space_t;
+  int64_t kkp;
 
   struct Loader {
     const SampledKernels& source;
@@ -174,10 +185,22 @@ struct SampledKernels {
     void prepare(const Band& band, int64_t row_begin, int64_t row_end) {
       rows.compute(source.offsets, band, row_begin, row_end);
     }
-    void load(const Band& band, int64_t row, int64_t tap, acc_t* dst) {
+    // dst[tap] (where not null) = tap `tap` of output row `row`'s kernels.
+    void load_row(const Band& band, int64_t row, acc_t* const* dst) {
       const Geometry& g = source.g;
-      simd.sample_row(g.space_plane(source.space, band.n, band.group, tap),
-                      rows.points(row), g.OW, dst);
+      const SamplePoints<acc_t> points = rows.points(row);
+      if (source.space_t != nullptr) {
+        simd.sample_taps(
+            source.space_t +
+                (band.n * g.G + band.group) * g.H * g.W * source.kkp,
+            source.kkp, points, g.OW, g.kk, dst);
+        return;
+      }
+      for (int64_t tap = 0; tap < g.kk; ++tap) {
+        if (dst[tap] == nullptr) continue;
+        simd.sample_row(g.space_plane(source.space, band.n, band.group, tap),
+                        points, g.OW, dst[tap]);
+      }
     }
   };
   Loader loader() const {
@@ -224,6 +247,26 @@ std::vector<at::opmath_type<scalar_t>> taps_innermost(const Geometry& g,
   });
   return out;
 }
+
+// The kernel space tap-minor, made when the sampling gradients need it
+// (`always`) or when this CPU's sample_taps() samples from it.
+template <typename scalar_t>
+struct SpaceTapMinor {
+  using acc_t = at::opmath_type<scalar_t>;
+  const bool sampling = sampling_kernels<scalar_t>().sample_taps != nullptr;
+  int64_t kkp;
+  std::vector<acc_t> values;
+
+  SpaceTapMinor(const Geometry& g, const at::Tensor& space, bool always)
+      : kkp(padded_taps<acc_t>(g.kk)) {
+    if (always || sampling) {
+      values = taps_innermost(g, space.const_data_ptr<scalar_t>(), kkp);
+    }
+  }
+  const acc_t* for_sampling() const {
+    return sampling ? values.data() : nullptr;
+  }
+};
 
 // One band's share of the kernel space's gradient: kernel-space rows
 // [first_row, first_row + rows), tap-minor ([row][column][t < kkp]).
@@ -378,9 +421,11 @@ at::Tensor dlu_reassemble_forward(const at::Tensor& features_in,
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, features.scalar_type(),
       "dlu_reassemble_forward", [&] {
+        const SpaceTapMinor<scalar_t> space_t(g, space, false);
         const SampledKernels<scalar_t> source{
             g, space.const_data_ptr<scalar_t>(),
-            offsets.const_data_ptr<scalar_t>()};
+            offsets.const_data_ptr<scalar_t>(), space_t.for_sampling(),
+            space_t.kkp};
         forward_kernel<scalar_t>(g, features.const_data_ptr<scalar_t>(),
                                  source, output.mutable_data_ptr<scalar_t>());
       });
@@ -415,24 +460,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_reassemble_backward(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, features.scalar_type(),
       "dlu_reassemble_backward", [&] {
+        const SpaceTapMinor<scalar_t> space_t(g, space, needs_sampling_grads);
         if (needs_features_grad) {
           const SampledKernels<scalar_t> source{
               g, space.const_data_ptr<scalar_t>(),
-              offsets.const_data_ptr<scalar_t>()};
+              offsets.const_data_ptr<scalar_t>(), space_t.for_sampling(),
+              space_t.kkp};
           features_grad_kernel<scalar_t>(
               g, grad_output.const_data_ptr<scalar_t>(), source,
               grad_features.mutable_data_ptr<scalar_t>());
         }
         if (needs_sampling_grads) {
-          using acc_t = at::opmath_type<scalar_t>;
-          const int64_t kkp = padded_taps<acc_t>(g.kk);
-          const std::vector<acc_t> space_t =
-              taps_innermost(g, space.const_data_ptr<scalar_t>(), kkp);
           SampledKernelGrads<scalar_t> sink{
               g,
               offsets.const_data_ptr<scalar_t>(),
-              space_t.data(),
-              kkp,
+              space_t.values.data(),
+              space_t.kkp,
               grad_space.mutable_data_ptr<scalar_t>(),
               grad_offsets.mutable_data_ptr<scalar_t>(),
               {}};

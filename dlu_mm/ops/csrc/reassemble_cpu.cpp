@@ -21,10 +21,14 @@ struct StoredKernels {
   struct Loader {
     const StoredKernels& source;
     void prepare(const Band&, int64_t, int64_t) {}
-    void load(const Band& band, int64_t row, int64_t tap, acc_t* dst) {
+    // dst[tap] (where not null) = row `row` of tap `tap` of the masks.
+    void load_row(const Band& band, int64_t row, acc_t* const* dst) {
       const Geometry& g = source.g;
-      widen_row(g.mask_row(source.masks, band.n, band.group, tap, row), g.OW,
-                dst);
+      for (int64_t tap = 0; tap < g.kk; ++tap) {
+        if (dst[tap] == nullptr) continue;
+        widen_row(g.mask_row(source.masks, band.n, band.group, tap, row),
+                  g.OW, dst[tap]);
+      }
     }
   };
   Loader loader() const { return Loader{*this}; }

@@ -41,7 +41,8 @@
  *     the banding or the thread count: no atomics, deterministic results.
  *   * The kernels are read through a KernelSource, whose per-thread loader
  *     is told which output rows a band will read (prepare) and then fills
- *     one tap row at a time (load) into the band's scratch; dK rows go to a
+ *     the wanted tap rows of one output row at a time (load_row) into the
+ *     band's scratch; dK rows go to a
  *     KernelGradSink's per-thread writer, one output row (all taps) at a
  *     time. Neither ever needs the whole (N, G*k*k, sH, sW) tensor.
  * Scratch memory is per thread and about a band's worth of kernel rows
@@ -273,6 +274,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
     std::vector<const acc_t*> feature_terms(B * tile * g.kk);
     std::vector<int64_t> terms(B);
     std::vector<acc_t*> out(kMaxLhsRows * tile);
+    std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
     for (int64_t unit = begin; unit < end; ++unit) {
       const Band band = bands[unit];
@@ -283,15 +285,24 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
         const int64_t yb = y - band.y0;
         const TapRange dys = taps_reading_from(g, y);
         terms[yb] = (dys.hi - dys.lo) * g.k;
+        for (int64_t a = 0; a < g.s; ++a) {
+          // The taps whose input row is inside the map, all at once.
+          for (int64_t tap = 0; tap < g.kk; ++tap) {
+            const int64_t dy = tap / g.k;
+            destinations[tap] =
+                dy >= dys.lo && dy < dys.hi
+                    ? kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW
+                    : nullptr;
+          }
+          kernels.load_row(band, y * g.s + a, destinations.data());
+        }
         for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
           for (int64_t dx = 0; dx < g.k; ++dx) {
             const int64_t tap = dy * g.k + dx;
             const int64_t term = (dy - dys.lo) * g.k + dx;
             for (int64_t a = 0; a < g.s; ++a) {
-              acc_t* row =
+              kernel_terms[(yb * g.s + a) * g.kk + term] =
                   kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW;
-              kernels.load(band, y * g.s + a, tap, row);
-              kernel_terms[(yb * g.s + a) * g.kk + term] = row;
             }
             for (int64_t ci = 0; ci < tile; ++ci) {
               feature_terms[(yb * tile + ci) * g.kk + term] =
@@ -388,6 +399,7 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
     std::vector<const acc_t*> grad_terms(tile * row_terms);
     std::vector<const acc_t*> kernel_terms(g.k * row_terms);
     std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
+    std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
     for (int64_t unit = begin; unit < end; ++unit) {
       const Band band = bands[unit];
@@ -397,20 +409,24 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
       const int64_t block_begin = std::max<int64_t>(0, first_block);
       const int64_t block_end = std::min(g.H, band.y1 + g.r);
       kernels.prepare(band, block_begin * g.s, block_end * g.s);
-      for (int64_t y = band.y0; y < band.y1; ++y) {
-        const TapRange dys = taps_reaching(g, y);
-        for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
-          const int64_t block = y + g.r - dy;
-          for (int64_t a = 0; a < g.s; ++a) {
+      // Each output row the band reads, all its taps at once: tap (dy, dx)
+      // of row block*s + a is read by input row y = block + dy - r.
+      for (int64_t block = block_begin; block < block_end; ++block) {
+        for (int64_t a = 0; a < g.s; ++a) {
+          for (int64_t dy = 0; dy < g.k; ++dy) {
+            const int64_t y = block + dy - g.r;
+            const bool in_band = y >= band.y0 && y < band.y1;
             for (int64_t dx = 0; dx < g.k; ++dx) {
-              kernels.load(band, block * g.s + a, dy * g.k + dx,
-                           kernel_rows.data() +
-                               (((y - band.y0) * row_terms + dy * g.s + a) *
-                                    g.k +
-                                dx) *
-                                   g.OW);
+              destinations[dy * g.k + dx] =
+                  in_band ? kernel_rows.data() +
+                                (((y - band.y0) * row_terms + dy * g.s + a) *
+                                     g.k +
+                                 dx) *
+                                    g.OW
+                          : nullptr;
             }
           }
+          kernels.load_row(band, block * g.s + a, destinations.data());
         }
       }
       for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {

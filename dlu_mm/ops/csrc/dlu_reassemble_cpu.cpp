@@ -296,6 +296,7 @@ struct SampledKernelGrads {
     SampledKernelGrads& sink;
     SamplingRows<scalar_t> rows;
     const SimdKernels<acc_t>& simd;
+    const TransposeTaps<acc_t> transpose;
     std::vector<acc_t> grad_x, grad_y;  // one output row
     std::vector<acc_t> dk;              // one output row's dK, tap-minor
     PartialSum<acc_t> partial;
@@ -314,9 +315,13 @@ struct SampledKernelGrads {
     void store(const Band& band, int64_t row, const acc_t* const* taps) {
       const Geometry& g = sink.g;
       const int64_t kkp = sink.kkp;
-      for (int64_t t = 0; t < g.kk; ++t) {
-        const acc_t* src = taps[t];
-        for (int64_t j = 0; j < g.OW; ++j) dk[j * kkp + t] = src[j];
+      if (transpose != nullptr) {
+        transpose(taps, g.kk, g.OW, kkp, dk.data());
+      } else {
+        for (int64_t t = 0; t < g.kk; ++t) {
+          const acc_t* src = taps[t];
+          for (int64_t j = 0; j < g.OW; ++j) dk[j * kkp + t] = src[j];
+        }
       }
       const SamplePoints<acc_t> p = rows.points(row);
       simd.sampling_grads(
@@ -346,7 +351,10 @@ struct SampledKernelGrads {
     }
   };
   Writer writer() {
-    return Writer{*this, SamplingRows<scalar_t>(g), simd_kernels<acc_t>(),
+    return Writer{*this,
+                  SamplingRows<scalar_t>(g),
+                  simd_kernels<acc_t>(),
+                  sampling_kernels<scalar_t>().transpose_taps,
                   {}, {}, {}, {}};
   }
 

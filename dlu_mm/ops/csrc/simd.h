@@ -506,12 +506,21 @@ using SampleTaps = void (*)(const acc_t* space_t, int64_t kkp,
                             const SamplePoints<acc_t>& p, int64_t n,
                             int64_t kk, acc_t* const* dst);
 
+// dk[j*kkp + t] = taps[t][j] for t < kk, j < n: one output row's kernel
+// gradient, tap rows in, tap-minor out (the padding taps [kk, kkp) are
+// written as zeros). Null where this instruction set has no such kernel
+// (then a scalar loop).
+template <typename acc_t>
+using TransposeTaps = void (*)(const acc_t* const* taps, int64_t kk,
+                               int64_t n, int64_t kkp, acc_t* dk);
+
 template <typename scalar_t>
 struct SamplingKernels {
   using acc_t = at::opmath_type<scalar_t>;
   void (*sample_row)(const scalar_t* plane, const SamplePoints<acc_t>& p,
                      int64_t n, acc_t* dst);
   SampleTaps<acc_t> sample_taps = nullptr;
+  TransposeTaps<acc_t> transpose_taps = nullptr;
 };
 
 #define DLU_DEFINE_SAMPLING_KERNELS(name, attributes)                       \
@@ -684,6 +693,30 @@ DLU_TARGET_AVX512 inline void avx512_sample_taps(
     }
   }
 }
+
+// transpose_taps() for float in 16 x 16 register blocks (the scalar loop
+// stores every value alone, kkp apart). kkp is a multiple of 16.
+DLU_TARGET_AVX512 inline void avx512_transpose_taps(const float* const* taps,
+                                                    int64_t kk, int64_t n,
+                                                    int64_t kkp, float* dk) {
+  int64_t j0 = 0;
+  for (; j0 + 16 <= n; j0 += 16) {
+    for (int64_t t0 = 0; t0 < kk; t0 += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        r[i] = t0 + i < kk ? _mm512_loadu_ps(taps[t0 + i] + j0)
+                           : _mm512_setzero_ps();
+      }
+      avx512_transpose16(r);
+      for (int i = 0; i < 16; ++i) {
+        _mm512_storeu_ps(dk + (j0 + i) * kkp + t0, r[i]);
+      }
+    }
+  }
+  for (int64_t t = 0; t < kk; ++t) {
+    for (int64_t j = j0; j < n; ++j) dk[j * kkp + t] = taps[t][j];
+  }
+}
 #endif
 
 template <typename scalar_t>
@@ -694,7 +727,8 @@ inline const SamplingKernels<scalar_t>& sampling_kernels() {
       case Isa::kAvx512:
         if constexpr (std::is_same_v<scalar_t, float>) {
           return SamplingKernels<scalar_t>{&avx512_gather_sample_row,
-                                           &avx512_sample_taps};
+                                           &avx512_sample_taps,
+                                           &avx512_transpose_taps};
         } else if constexpr (std::is_same_v<scalar_t, double>) {
           return SamplingKernels<scalar_t>{&avx512_gather_sample_row};
         }

@@ -87,6 +87,14 @@ def test_fused_in_each_dtype(backend_name, dtype, n, c, h, w, k, g, s):
     """Low-precision inputs against the float64 composition of the same
     (rounded) values: sums are accumulated in float32, so the error is the
     dtype's rounding of the result."""
+    _assert_fused_matches_wide_composition(backend_name, dtype, n, c, h, w,
+                                           k, g, s)
+
+
+def _assert_fused_matches_wide_composition(backend_name, dtype, n, c, h, w,
+                                           k, g, s):
+    """The fused op's output and gradients in ``dtype`` equal the float64
+    composition's on the same (rounded) inputs, to ``dtype``'s precision."""
     inputs = _inputs(n, c, h, w, k, g, s, dtype)
     fused = _forward_and_grads(
         lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s,
@@ -104,16 +112,8 @@ def test_float32_rows_of_whole_vectors_and_a_tail(backend_name, k, s):
     """float32 rows of 16-pixel blocks plus a remainder, kernels of 9 to 49
     taps (one to four blocks of 16 taps, the last one partial): the native
     kernels sample all taps of a row at once in 16 x 16 blocks here."""
-    n, c, h, w, g = 1, 6, 5, 21, 2
-    inputs = _inputs(n, c, h, w, k, g, s, torch.float32)
-    fused = _forward_and_grads(
-        lambda x, sp, o: dlu_reassemble(x, sp, o, k, g, s,
-                                        backend=backend_name), *inputs)
-    wide = [t.double() for t in inputs]
-    unfused = _forward_and_grads(
-        lambda x, sp, o: _composition(x, sp, o, k, g, s), *wide)
-    for a, b in zip(fused, unfused):
-        assert_close(a, b, torch.float32)
+    _assert_fused_matches_wide_composition(backend_name, torch.float32,
+                                           1, 6, 5, 21, k, 2, s)
 
 
 @pytest.mark.parametrize('n,c,h,w,k,g,s', [(1, 4, 3, 4, 3, 2, 2),

@@ -315,14 +315,7 @@ struct SampledKernelGrads {
     void store(const Band& band, int64_t row, const acc_t* const* taps) {
       const Geometry& g = sink.g;
       const int64_t kkp = sink.kkp;
-      if (transpose != nullptr) {
-        transpose(taps, g.kk, g.OW, kkp, dk.data());
-      } else {
-        for (int64_t t = 0; t < g.kk; ++t) {
-          const acc_t* src = taps[t];
-          for (int64_t j = 0; j < g.OW; ++j) dk[j * kkp + t] = src[j];
-        }
-      }
+      transpose(taps, g.kk, g.OW, kkp, dk.data());
       const SamplePoints<acc_t> p = rows.points(row);
       simd.sampling_grads(
           {dk.data(),

@@ -240,6 +240,18 @@ void load_feature_rows(const Geometry& g, const scalar_t* features,
   }
 }
 
+// Calls f(dx0, cols) for the k column taps dx of a kernel row in near-equal
+// tiles [dx0, dx0 + cols) of at most kMaxRhsRows (sum_products()' Q).
+template <typename F>
+void for_each_dx_tile(int64_t k, F&& f) {
+  const int64_t tiles = (k + kMaxRhsRows - 1) / kMaxRhsRows;
+  for (int64_t tile = 0, dx0 = 0; tile < tiles; ++tile) {
+    const int64_t cols = (k - dx0) / (tiles - tile);
+    f(dx0, cols);
+    dx0 += cols;
+  }
+}
+
 // Channels per sum_products() call in the forward pass and in dX (Q).
 constexpr int64_t kChannelTile = 4;
 // Channels summed per sum_products() call in dK (its terms).
@@ -276,6 +288,10 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
     std::vector<acc_t*> out(kMaxLhsRows * tile);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
+    // Kernel row of tap `tap`, output row y*s + a, yb = y - y0.
+    auto kernel_row = [&](int64_t yb, int64_t a, int64_t tap) {
+      return kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW;
+    };
     for (int64_t unit = begin; unit < end; ++unit) {
       const Band band = bands[unit];
       const int64_t group_channels = g.group_channels(band.group);
@@ -290,9 +306,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
           for (int64_t tap = 0; tap < g.kk; ++tap) {
             const int64_t dy = tap / g.k;
             destinations[tap] =
-                dy >= dys.lo && dy < dys.hi
-                    ? kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW
-                    : nullptr;
+                dy >= dys.lo && dy < dys.hi ? kernel_row(yb, a, tap) : nullptr;
           }
           kernels.load_row(band, y * g.s + a, destinations.data());
         }
@@ -302,7 +316,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
             const int64_t term = (dy - dys.lo) * g.k + dx;
             for (int64_t a = 0; a < g.s; ++a) {
               kernel_terms[(yb * g.s + a) * g.kk + term] =
-                  kernel_rows.data() + ((yb * g.s + a) * g.kk + tap) * g.OW;
+                  kernel_row(yb, a, tap);
             }
             for (int64_t ci = 0; ci < tile; ++ci) {
               feature_terms[(yb * tile + ci) * g.kk + term] =
@@ -379,8 +393,6 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   const int64_t window = B + g.k - 1;  // output row blocks read by a band
   const int64_t row_terms = g.k * g.s;  // (dy, a) of an input row
   const int64_t tile = std::min(kChannelTile, g.Cg);
-  // The k shifts dx, in near-equal tiles of <= kMaxRhsRows.
-  const int64_t dx_tiles = (g.k + kMaxRhsRows - 1) / kMaxRhsRows;
   const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel rows [y - y0][(dy*s + a)*k + dx]; for half types the tile's
@@ -401,6 +413,13 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
     std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
+    // Kernel row of tap (dy, dx), output row (y + r - dy)*s + a, for input
+    // row y of the band starting at y0.
+    auto kernel_row = [&](int64_t y0, int64_t y, int64_t dy, int64_t a,
+                          int64_t dx) {
+      return kernel_rows.data() +
+             (((y - y0) * row_terms + dy * g.s + a) * g.k + dx) * g.OW;
+    };
     for (int64_t unit = begin; unit < end; ++unit) {
       const Band band = bands[unit];
       const int64_t group_channels = g.group_channels(band.group);
@@ -418,12 +437,7 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
             const bool in_band = y >= band.y0 && y < band.y1;
             for (int64_t dx = 0; dx < g.k; ++dx) {
               destinations[dy * g.k + dx] =
-                  in_band ? kernel_rows.data() +
-                                (((y - band.y0) * row_terms + dy * g.s + a) *
-                                     g.k +
-                                 dx) *
-                                    g.OW
-                          : nullptr;
+                  in_band ? kernel_row(band.y0, y, dy, a, dx) : nullptr;
             }
           }
           kernels.load_row(band, block * g.s + a, destinations.data());
@@ -466,14 +480,11 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
               }
               for (int64_t dx = 0; dx < g.k; ++dx) {
                 kernel_terms[dx * row_terms + term] =
-                    kernel_rows.data() +
-                    (((y - band.y0) * row_terms + dy * g.s + a) * g.k + dx) *
-                        g.OW;
+                    kernel_row(band.y0, y, dy, a, dx);
               }
             }
           }
-          for (int64_t t = 0, dx0 = 0; t < dx_tiles; ++t) {
-            const int64_t cols = (g.k - dx0) / (dx_tiles - t);
+          for_each_dx_tile(g.k, [&](int64_t dx0, int64_t cols) {
             for (int64_t p = 0; p < channels; ++p) {
               for (int64_t q = 0; q < cols; ++q) {
                 out[p * cols + q] =
@@ -484,8 +495,7 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                                kernel_terms.data() + dx0 * row_terms,
                                row_terms, out.data(), channels, cols, terms,
                                g.OW, false});
-            dx0 += cols;
-          }
+          });
           for (int64_t ci = 0; ci < channels; ++ci) {
             // E[r*s + u] = sum_dx F_dx[u + (r - dx)*s], then
             // dX[y][x] = sum_{b < s} E[(x + r)*s + b].
@@ -524,8 +534,6 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t block = std::min(kChannelBlock, g.Cg);
-  // The k taps dx of a kernel row, in near-equal tiles of <= kMaxRhsRows.
-  const int64_t dx_tiles = (g.k + kMaxRhsRows - 1) / kMaxRhsRows;
   const auto sum_products = simd_kernels<acc_t>().sum_products;
   const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
@@ -579,8 +587,7 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
             }
             for (int64_t a0 = 0; a0 < g.s; a0 += lhs_rows) {
               const int64_t rows = std::min(lhs_rows, g.s - a0);
-              for (int64_t tile = 0, dx0 = 0; tile < dx_tiles; ++tile) {
-                const int64_t cols = (g.k - dx0) / (dx_tiles - tile);
+              for_each_dx_tile(g.k, [&](int64_t dx0, int64_t cols) {
                 for (int64_t p = 0; p < rows; ++p) {
                   for (int64_t q = 0; q < cols; ++q) {
                     out[p * cols + q] = grad_kernel_rows.data() +
@@ -592,8 +599,7 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                               block, feature_terms.data() + dx0 * block,
                               block, out.data(), rows, cols, channels, g.OW,
                               c0 > 0});
-                dx0 += cols;
-              }
+              });
             }
           }
         }

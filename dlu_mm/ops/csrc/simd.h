@@ -508,11 +508,18 @@ using SampleTaps = void (*)(const acc_t* space_t, int64_t kkp,
 
 // dk[j*kkp + t] = taps[t][j] for t < kk, j < n: one output row's kernel
 // gradient, tap rows in, tap-minor out (the padding taps [kk, kkp) are
-// written as zeros). Null where this instruction set has no such kernel
-// (then a scalar loop).
+// left as they are here, written as zeros by the vector kernels).
 template <typename acc_t>
 using TransposeTaps = void (*)(const acc_t* const* taps, int64_t kk,
                                int64_t n, int64_t kkp, acc_t* dk);
+
+template <typename acc_t>
+void transpose_taps_scalar(const acc_t* const* taps, int64_t kk, int64_t n,
+                           int64_t kkp, acc_t* dk) {
+  for (int64_t t = 0; t < kk; ++t) {
+    for (int64_t j = 0; j < n; ++j) dk[j * kkp + t] = taps[t][j];
+  }
+}
 
 template <typename scalar_t>
 struct SamplingKernels {
@@ -520,7 +527,7 @@ struct SamplingKernels {
   void (*sample_row)(const scalar_t* plane, const SamplePoints<acc_t>& p,
                      int64_t n, acc_t* dst);
   SampleTaps<acc_t> sample_taps = nullptr;
-  TransposeTaps<acc_t> transpose_taps = nullptr;
+  TransposeTaps<acc_t> transpose_taps = &transpose_taps_scalar<acc_t>;
 };
 
 #define DLU_DEFINE_SAMPLING_KERNELS(name, attributes)                       \
@@ -653,14 +660,14 @@ DLU_TARGET_AVX512 inline void avx512_transpose16(__m512 r[16]) {
 DLU_TARGET_AVX512 inline void avx512_sample_taps(
     const float* space_t, int64_t kkp, const SamplePoints<float>& p,
     int64_t n, int64_t kk, float* const* dst) {
-  int64_t j0 = 0;
-  for (; j0 + 16 <= n; j0 += 16) {
-    for (int64_t t0 = 0; t0 < kk; t0 += 16) {
-      bool wanted = false;
-      for (int64_t t = t0; t < std::min(kk, t0 + 16); ++t) {
-        wanted |= dst[t] != nullptr;
-      }
-      if (!wanted) continue;
+  const int64_t blocks = n / 16 * 16;  // pixels in whole 16-pixel blocks
+  for (int64_t t0 = 0; t0 < kk; t0 += 16) {
+    bool wanted = false;
+    for (int64_t t = t0; t < std::min(kk, t0 + 16); ++t) {
+      wanted |= dst[t] != nullptr;
+    }
+    if (!wanted) continue;
+    for (int64_t j0 = 0; j0 < blocks; j0 += 16) {
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t j = j0 + i;
@@ -683,7 +690,7 @@ DLU_TARGET_AVX512 inline void avx512_sample_taps(
   }
   for (int64_t t = 0; t < kk; ++t) {
     if (dst[t] == nullptr) continue;
-    for (int64_t j = j0; j < n; ++j) {
+    for (int64_t j = blocks; j < n; ++j) {
       float sum = 0.f;
       for (int c = 0; c < 4; ++c) {
         sum = std::fma(p.weight[c][j],

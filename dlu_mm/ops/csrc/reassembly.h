@@ -64,6 +64,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "output_buffers.h"
@@ -205,6 +206,45 @@ inline TapRange taps_reading_from(const Geometry& g, int64_t y) {
 inline TapRange taps_reaching(const Geometry& g, int64_t y) {
   return {std::max<int64_t>(0, y + g.r - g.H + 1), std::min(g.k, y + g.r + 1)};
 }
+
+// Input rows whose output rows share the feature rows they read: output
+// row block y reads window rows y - y0 + dy (dy in taps_reading_from), so
+// blocks y and y + 1 read k - 1 window rows in common. Taking both blocks'
+// s output rows together as the lhs rows of one sum_products() call, where
+// all 2s fit (s <= 2 with AVX-512), loads each shifted feature row once for
+// twice the products (the loads of shifted rows straddle cache lines).
+inline int64_t rows_per_group(const Geometry& g, int64_t lhs_rows) {
+  return 2 * g.s <= lhs_rows ? 2 : 1;
+}
+
+// `count` consecutive output row blocks from y of a band, and the window
+// rows (input row y0 - r + m of the band's window) they read.
+struct RowGroup {
+  RowGroup(const Geometry& g, const Band& band, int64_t y, int64_t count)
+      : s(g.s), yb(y - band.y0), count(count) {
+    window_lo = yb + taps_reading_from(g, y).lo;
+    window_hi = yb + count - 1 + taps_reading_from(g, y + count - 1).hi;
+    for (int64_t i = 0; i < count; ++i) reads[i] = taps_reading_from(g, y + i);
+  }
+
+  // The lhs rows R = (yb + i)*s + a, as [first, last), of the blocks that
+  // read window row m: those with m - (yb + i) among their taps (an
+  // interval of i, since the tap row falls by one from block to block).
+  std::pair<int64_t, int64_t> rows_reading(int64_t m) const {
+    int64_t i0 = count, i1 = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t dy = m - (yb + i);
+      if (dy >= reads[i].lo && dy < reads[i].hi) {
+        i0 = std::min(i0, i);
+        i1 = i + 1;
+      }
+    }
+    return {(yb + i0) * s, (yb + std::max(i0, i1)) * s};
+  }
+
+  int64_t s, yb, count, window_lo, window_hi;
+  TapRange reads[2];
+};
 
 template <typename scalar_t, typename acc_t>
 void widen_row(const scalar_t* src, int64_t n, acc_t* dst) {
@@ -536,6 +576,7 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   const int64_t block = std::min(kChannelBlock, g.Cg);
   const auto sum_products = simd_kernels<acc_t>().sum_products;
   const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
+  const int64_t pair = rows_per_group(g, lhs_rows);
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // dK rows of the band [y - y0][a][tap]; upsampled feature rows
     // [channel][window row]; term lists (t = channel of the block):
@@ -575,29 +616,33 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
             }
           }
         }
-        for (int64_t y = band.y0; y < band.y1; ++y) {
-          const int64_t yb = y - band.y0;
-          const TapRange dys = taps_reading_from(g, y);
-          for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+        for (int64_t y = band.y0; y < band.y1; y += pair) {
+          const RowGroup group(g, band, y, std::min(pair, band.y1 - y));
+          for (int64_t m = group.window_lo; m < group.window_hi; ++m) {
+            // The output rows of the group that read window row m: input
+            // rows y0 + i, i in [i0, i1), sub-rows a, as lhs rows
+            // R = (y0 + i - band.y0)*s + a in [first, last); row R reads
+            // it with tap row dy = m - R/s.
+            const auto [first, last] = group.rows_reading(m);
             for (int64_t dx = 0; dx < g.k; ++dx) {
               for (int64_t ci = 0; ci < channels; ++ci) {
                 feature_terms[dx * block + ci] = feature_rows.data() +
-                    (ci * window + yb + dy) * g.span + g.s * dx;
+                    (ci * window + m) * g.span + g.s * dx;
               }
             }
-            for (int64_t a0 = 0; a0 < g.s; a0 += lhs_rows) {
-              const int64_t rows = std::min(lhs_rows, g.s - a0);
+            for (int64_t R0 = first; R0 < last; R0 += lhs_rows) {
+              const int64_t rows = std::min(lhs_rows, last - R0);
               for_each_dx_tile(g.k, [&](int64_t dx0, int64_t cols) {
                 for (int64_t p = 0; p < rows; ++p) {
+                  const int64_t R = R0 + p, dy = m - R / g.s;
                   for (int64_t q = 0; q < cols; ++q) {
                     out[p * cols + q] = grad_kernel_rows.data() +
-                        ((yb * g.s + a0 + p) * g.kk + dy * g.k + dx0 + q) *
-                            g.OW;
+                        (R * g.kk + dy * g.k + dx0 + q) * g.OW;
                   }
                 }
-                sum_products({grad_terms.data() + (yb * g.s + a0) * block,
-                              block, feature_terms.data() + dx0 * block,
-                              block, out.data(), rows, cols, channels, g.OW,
+                sum_products({grad_terms.data() + R0 * block, block,
+                              feature_terms.data() + dx0 * block, block,
+                              out.data(), rows, cols, channels, g.OW,
                               c0 > 0});
               });
             }

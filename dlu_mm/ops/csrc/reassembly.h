@@ -314,17 +314,28 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   const int64_t tile = std::min(kChannelTile, g.Cg);
   const auto sum_products = simd_kernels<acc_t>().sum_products;
   const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
+  // Output row blocks computed together (RowGroup): a pair's 2s output rows
+  // are one split block of sum_products(), each row summing its own taps in
+  // the same order as alone, so the results do not depend on the pairing.
+  const int64_t pair = rows_per_group(g, lhs_rows);
+  const int64_t groups = (B + pair - 1) / pair;
+  const int64_t max_terms = (g.k + pair - 1) * g.k;  // window rows x dx
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel rows [y - y0][a][tap]; upsampled feature rows
-    // [channel][window row]; term lists: kernel rows [y - y0][a][term] and
-    // shifted feature rows [y - y0][channel][term], term = (dy - lo)*k + dx.
+    // [channel][window row]; per row group, term lists over the window
+    // rows it reads, t = (m - first window row)*k + dx: kernel rows
+    // [group][y - group's y][a][t] and shifted feature rows
+    // [group][channel][t].
     std::vector<acc_t> kernel_rows(B * g.s * g.kk * g.OW);
     std::vector<acc_t> feature_rows(tile * window * g.span);
     std::vector<acc_t> widened_rows(
         widened ? std::max(g.W, kMaxLhsRows * tile * g.OW) : 0);
-    std::vector<const acc_t*> kernel_terms(B * g.s * g.kk);
-    std::vector<const acc_t*> feature_terms(B * tile * g.kk);
-    std::vector<int64_t> terms(B);
+    std::vector<const acc_t*> kernel_terms(groups * pair * g.s * max_terms);
+    std::vector<const acc_t*> feature_terms(groups * tile * max_terms);
+    struct Terms {
+      int64_t count, terms, shared_begin, shared_end;
+    };
+    std::vector<Terms> group_terms(groups);
     std::vector<acc_t*> out(kMaxLhsRows * tile);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
@@ -340,7 +351,6 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
       for (int64_t y = band.y0; y < band.y1; ++y) {
         const int64_t yb = y - band.y0;
         const TapRange dys = taps_reading_from(g, y);
-        terms[yb] = (dys.hi - dys.lo) * g.k;
         for (int64_t a = 0; a < g.s; ++a) {
           // The taps whose input row is inside the map, all at once.
           for (int64_t tap = 0; tap < g.kk; ++tap) {
@@ -350,18 +360,36 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
           }
           kernels.load_row(band, y * g.s + a, destinations.data());
         }
-        for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
+      }
+      for (int64_t gi = 0; gi * pair < band.y1 - band.y0; ++gi) {
+        const int64_t y = band.y0 + gi * pair;
+        const RowGroup group(g, band, y, std::min(pair, band.y1 - y));
+        const int64_t m0 = group.window_lo;
+        Terms& info = group_terms[gi];
+        info.count = group.count;
+        info.terms = (group.window_hi - m0) * g.k;
+        // Block 0 reads a prefix of the group's window rows, block 1 a
+        // suffix; they overlap (or touch) in the shared terms.
+        info.shared_begin =
+            (group.yb + group.count - 1 + group.reads[group.count - 1].lo -
+             m0) * g.k;
+        info.shared_end = (group.yb + group.reads[0].hi - m0) * g.k;
+        for (int64_t m = m0; m < group.window_hi; ++m) {
           for (int64_t dx = 0; dx < g.k; ++dx) {
-            const int64_t tap = dy * g.k + dx;
-            const int64_t term = (dy - dys.lo) * g.k + dx;
-            for (int64_t a = 0; a < g.s; ++a) {
-              kernel_terms[(yb * g.s + a) * g.kk + term] =
-                  kernel_row(yb, a, tap);
-            }
+            const int64_t t = (m - m0) * g.k + dx;
             for (int64_t ci = 0; ci < tile; ++ci) {
-              feature_terms[(yb * tile + ci) * g.kk + term] =
-                  feature_rows.data() + (ci * window + yb + dy) * g.span +
-                  g.s * dx;
+              feature_terms[(gi * tile + ci) * max_terms + t] =
+                  feature_rows.data() + (ci * window + m) * g.span + g.s * dx;
+            }
+            for (int64_t i = 0; i < group.count; ++i) {
+              const int64_t dy = m - (group.yb + i);
+              const bool reads = dy >= group.reads[i].lo &&
+                                 dy < group.reads[i].hi;
+              for (int64_t a = 0; a < g.s; ++a) {
+                kernel_terms[((gi * pair + i) * g.s + a) * max_terms + t] =
+                    reads ? kernel_row(group.yb + i, a, dy * g.k + dx)
+                          : nullptr;
+              }
             }
           }
         }
@@ -374,10 +402,15 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
                             widened_rows.data(),
                             feature_rows.data() + ci * window * g.span);
         }
-        for (int64_t y = band.y0; y < band.y1; ++y) {
-          const int64_t yb = y - band.y0;
-          for (int64_t a0 = 0; a0 < g.s; a0 += lhs_rows) {
-            const int64_t rows = std::min(lhs_rows, g.s - a0);
+        for (int64_t gi = 0; gi * pair < band.y1 - band.y0; ++gi) {
+          const int64_t y = band.y0 + gi * pair;
+          const Terms& info = group_terms[gi];
+          // Output rows y*s + p0 + p, p < rows: a pair's 2s rows as one
+          // split block, else blocks of at most lhs_rows of y's s rows.
+          const bool split = info.count == 2;
+          const int64_t all_rows = info.count * g.s;
+          for (int64_t p0 = 0; p0 < all_rows; p0 += lhs_rows) {
+            const int64_t rows = std::min(lhs_rows, all_rows - p0);
             for (int64_t p = 0; p < rows; ++p) {
               for (int64_t q = 0; q < channels; ++q) {
                 if constexpr (widened) {
@@ -385,20 +418,31 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
                       widened_rows.data() + (p * channels + q) * g.OW;
                 } else {
                   out[p * channels + q] = g.output_row(
-                      output, band.n, c_first + q, y * g.s + a0 + p);
+                      output, band.n, c_first + q, y * g.s + p0 + p);
                 }
               }
             }
-            sum_products({kernel_terms.data() + (yb * g.s + a0) * g.kk, g.kk,
-                          feature_terms.data() + yb * tile * g.kk, g.kk,
-                          out.data(), rows, channels, terms[yb], g.OW,
-                          false});
+            RowProducts<acc_t> products{
+                kernel_terms.data() + (gi * pair * g.s + p0) * max_terms,
+                max_terms,
+                feature_terms.data() + gi * tile * max_terms,
+                max_terms,
+                out.data(),
+                rows,
+                channels,
+                info.terms,
+                g.OW,
+                false};
+            products.split = split;
+            products.shared_begin = info.shared_begin;
+            products.shared_end = info.shared_end;
+            sum_products(products);
             if constexpr (widened) {
               for (int64_t p = 0; p < rows; ++p) {
                 for (int64_t q = 0; q < channels; ++q) {
                   narrow_row(out[p * channels + q], g.OW,
                              g.output_row(output, band.n, c_first + q,
-                                          y * g.s + a0 + p));
+                                          y * g.s + p0 + p));
                 }
               }
             }

@@ -69,7 +69,13 @@ inline Isa cpu_isa() {
 // For p < P, q < Q and j < n:
 //   out[p*Q + q][j] (+)= sum_{t < terms} lhs[p*lhs_stride + t][j]
 //                                        * rhs[q*rhs_stride + t][j]
-// ("+=" when accumulate). P <= kMaxLhsRows, Q <= kMaxRhsRows.
+// ("+=" when accumulate), the terms added in order of t. P <= kMaxLhsRows,
+// Q <= kMaxRhsRows.
+// Split (P even): the lhs rows are two halves with term ranges of their
+// own, the first half p < P/2 summing terms [0, shared_end), the second
+// p >= P/2 terms [shared_begin, terms); lhs pointers outside a row's range
+// are never read. (Two output rows whose windows overlap by the shared
+// terms, computed as one block: see the forward pass.)
 template <typename acc_t>
 struct RowProducts {
   const acc_t* const* lhs;
@@ -79,6 +85,8 @@ struct RowProducts {
   acc_t* const* out;
   int64_t P, Q, terms, n;
   bool accumulate;
+  bool split = false;
+  int64_t shared_begin = 0, shared_end = 0;
 };
 
 constexpr int64_t kMaxLhsRows = 4;
@@ -89,16 +97,17 @@ struct Vec {
   typedef acc_t type __attribute__((vector_size(kBytes)));
 };
 
-// Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers. The
-// small loops are unrolled explicitly so that the arrays live in registers
-// (GCC otherwise keeps them on the stack in the AVX2 build).
-template <typename acc_t, int kBytes, int P, int Q, int V>
-inline __attribute__((always_inline)) void products_chunk(
-    const RowProducts<acc_t>& rp, int64_t j0) {
+// Adds terms [t_begin, t_end) to the sums of lhs rows [PB, PE) of columns
+// [j0, j0 + V * lanes). The small loops are unrolled explicitly so that the
+// arrays live in registers (GCC otherwise keeps them on the stack in the
+// AVX2 build).
+template <typename acc_t, int kBytes, int P, int Q, int V, int PB, int PE>
+inline __attribute__((always_inline)) void chunk_terms(
+    const RowProducts<acc_t>& rp, int64_t j0, int64_t t_begin,
+    int64_t t_end, typename Vec<acc_t, kBytes>::type (&acc)[P][Q][V]) {
   using vec = typename Vec<acc_t, kBytes>::type;
   constexpr int lanes = kBytes / sizeof(acc_t);
-  vec acc[P][Q][V] = {};
-  for (int64_t t = 0; t < rp.terms; ++t) {
+  for (int64_t t = t_begin; t < t_end; ++t) {
     vec right[Q][V];
     #pragma GCC unroll 8
     for (int q = 0; q < Q; ++q) {
@@ -109,7 +118,7 @@ inline __attribute__((always_inline)) void products_chunk(
       }
     }
     #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) {
+    for (int p = PB; p < PE; ++p) {
       const acc_t* row = rp.lhs[p * rp.lhs_stride + t] + j0;
       #pragma GCC unroll 8
       for (int v = 0; v < V; ++v) {
@@ -119,6 +128,26 @@ inline __attribute__((always_inline)) void products_chunk(
         for (int q = 0; q < Q; ++q) acc[p][q][v] += left * right[q][v];
       }
     }
+  }
+}
+
+// Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers.
+template <typename acc_t, int kBytes, int P, int Q, int V, bool Split>
+inline __attribute__((always_inline)) void products_chunk(
+    const RowProducts<acc_t>& rp, int64_t j0) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  vec acc[P][Q][V] = {};
+  if constexpr (Split) {
+    constexpr int half = P / 2;
+    chunk_terms<acc_t, kBytes, P, Q, V, 0, half>(rp, j0, 0, rp.shared_begin,
+                                                 acc);
+    chunk_terms<acc_t, kBytes, P, Q, V, 0, P>(rp, j0, rp.shared_begin,
+                                              rp.shared_end, acc);
+    chunk_terms<acc_t, kBytes, P, Q, V, half, P>(rp, j0, rp.shared_end,
+                                                 rp.terms, acc);
+  } else {
+    chunk_terms<acc_t, kBytes, P, Q, V, 0, P>(rp, j0, 0, rp.terms, acc);
   }
   #pragma GCC unroll 8
   for (int p = 0; p < P; ++p) {
@@ -139,13 +168,16 @@ inline __attribute__((always_inline)) void products_chunk(
 }
 
 // One column j of a P x Q block.
-template <typename acc_t, int P, int Q>
+template <typename acc_t, int P, int Q, bool Split>
 inline __attribute__((always_inline)) void products_column(
     const RowProducts<acc_t>& rp, int64_t j) {
   acc_t acc[P][Q] = {};
   for (int64_t t = 0; t < rp.terms; ++t) {
     #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
+      if (Split && (p < P / 2 ? t >= rp.shared_end : t < rp.shared_begin)) {
+        continue;
+      }
       const acc_t left = rp.lhs[p * rp.lhs_stride + t][j];
       #pragma GCC unroll 8
       for (int q = 0; q < Q; ++q) {
@@ -163,7 +195,7 @@ inline __attribute__((always_inline)) void products_column(
   }
 }
 
-template <typename acc_t, int kBytes, int P, int Q>
+template <typename acc_t, int kBytes, int P, int Q, bool Split = false>
 inline __attribute__((always_inline)) void products_block(
     const RowProducts<acc_t>& rp) {
   constexpr int lanes = kBytes / sizeof(acc_t);
@@ -173,18 +205,18 @@ inline __attribute__((always_inline)) void products_block(
   constexpr int V = std::clamp(registers / (Q * (P + 1)), 1, 4);
   int64_t j0 = 0;
   for (; j0 + V * lanes <= rp.n; j0 += V * lanes) {
-    products_chunk<acc_t, kBytes, P, Q, V>(rp, j0);
+    products_chunk<acc_t, kBytes, P, Q, V, Split>(rp, j0);
   }
   for (; j0 + lanes <= rp.n; j0 += lanes) {
-    products_chunk<acc_t, kBytes, P, Q, 1>(rp, j0);
+    products_chunk<acc_t, kBytes, P, Q, 1, Split>(rp, j0);
   }
   if (j0 < rp.n && rp.n >= lanes && !rp.accumulate) {
     // Recompute the last full vector: the overlapping columns get the same
     // values from the same operations, so this is exact.
-    products_chunk<acc_t, kBytes, P, Q, 1>(rp, rp.n - lanes);
+    products_chunk<acc_t, kBytes, P, Q, 1, Split>(rp, rp.n - lanes);
     return;
   }
-  for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q>(rp, j0);
+  for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q, Split>(rp, j0);
 }
 
 template <typename acc_t, int kBytes, int P>
@@ -201,10 +233,31 @@ inline __attribute__((always_inline)) void products_lhs_rows(
   TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
 }
 
+// Split blocks: two halves of P/2 lhs rows (P = 2 or 4).
+template <typename acc_t, int kBytes, int P>
+inline __attribute__((always_inline)) void split_products(
+    const RowProducts<acc_t>& rp) {
+  switch (rp.Q) {
+    case 1: return products_block<acc_t, kBytes, P, 1, true>(rp);
+    case 2: return products_block<acc_t, kBytes, P, 2, true>(rp);
+    case 3: return products_block<acc_t, kBytes, P, 3, true>(rp);
+    case 4: return products_block<acc_t, kBytes, P, 4, true>(rp);
+    case 5: return products_block<acc_t, kBytes, P, 5, true>(rp);
+  }
+  TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
+}
+
 template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void products_any(
     const RowProducts<acc_t>& rp) {
   static_assert(kMaxLhsRows == 4, "update the cases below");
+  if (rp.split) {
+    switch (rp.P) {
+      case 2: return split_products<acc_t, kBytes, 2>(rp);
+      case 4: return split_products<acc_t, kBytes, 4>(rp);
+    }
+    TORCH_CHECK(false, "dlu_mm._ext: unsupported split block P=", rp.P);
+  }
   switch (rp.P) {
     case 1: return products_lhs_rows<acc_t, kBytes, 1>(rp);
     case 2: return products_lhs_rows<acc_t, kBytes, 2>(rp);

@@ -87,6 +87,10 @@ struct RowProducts {
   bool accumulate;
   bool split = false;
   int64_t shared_begin = 0, shared_end = 0;
+  // Store the sums with non-temporal (streaming) stores where the
+  // instruction set and the address allow (AVX-512, 64-byte aligned, not
+  // accumulating), else normal ones; see streams_output().
+  bool stream = false;
 };
 
 constexpr int64_t kMaxLhsRows = 4;
@@ -131,6 +135,28 @@ inline __attribute__((always_inline)) void chunk_terms(
   }
 }
 
+// A non-temporal store of one 64-byte vector to 64-byte aligned dst (AVX-512
+// builds only: the instruction is written out, as GCC's intrinsic cannot be
+// inlined into these target-generic templates). Such stores bypass the
+// caches and are weakly ordered: the op ends its threads' work with
+// stream_fence().
+template <typename vec>
+inline __attribute__((always_inline)) void stream_store(void* dst,
+                                                        const vec& value) {
+  static_assert(sizeof(vec) == 64, "64-byte vectors only");
+  asm volatile("vmovntps %1, %0"
+               : "=m"(*static_cast<vec*>(dst))
+               : "v"(value));
+}
+
+// Orders this thread's non-temporal stores before its later stores (and
+// before the end of a parallel region that other threads then read).
+inline void stream_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+
 // Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers.
 template <typename acc_t, int kBytes, int P, int Q, int V, bool Split>
 inline __attribute__((always_inline)) void products_chunk(
@@ -160,6 +186,12 @@ inline __attribute__((always_inline)) void products_chunk(
           vec old;
           __builtin_memcpy(&old, dst, kBytes);
           acc[p][q][v] += old;
+        }
+        if constexpr (kBytes == 64) {
+          if (rp.stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+            stream_store(dst, acc[p][q][v]);
+            continue;
+          }
         }
         __builtin_memcpy(dst, &acc[p][q][v], kBytes);
       }

@@ -34,6 +34,11 @@
  *                computed by shift dx (see features_grad_kernel):
  *                p = channel, q = dx; t = (dy, a).
  *       dK:      p = output row, q = dx; t = channel (of a block of channels).
+ *     The rhs rows of the forward and of dK are shifted feature rows, whose
+ *     vector loads straddle cache lines; at s <= 2 two consecutive output
+ *     row blocks read k - 1 of their k window rows in common, so both
+ *     blocks' 2s output rows share one call there (RowGroup; in the
+ *     forward a split block, each half summing only its own taps).
  *   * Work units are bands of a few input rows of one group of one image,
  *     spread over threads with at::parallel_for; the rows of a band share the
  *     feature / gradient rows loaded for it. Every output element is written
@@ -45,6 +50,8 @@
  *     band's scratch; dK rows go to a
  *     KernelGradSink's per-thread writer, one output row (all taps) at a
  *     time. Neither ever needs the whole (N, G*k*k, sH, sW) tensor.
+ * Forward outputs larger than the threads' L2 caches are written with
+ * non-temporal stores (streams_output).
  * Scratch memory is per thread and about a band's worth of kernel rows
  * (kept under 3/4 of the L2 cache, band_scratch_bytes). Half types
  * (float16, bfloat16) are widened to float when read, accumulated in

@@ -140,12 +140,6 @@ struct Band {
 // them the results, are the same at any number of threads.
 constexpr int64_t kAnyThreadCount = 0;
 
-// The scratch a band may use: 3/4 of this CPU's per-core L2 cache where the
-// OS tells (sysconf), within [256 KiB, 3 MiB]; 512 KiB where it does not.
-// Bigger bands re-read fewer rows: a band of B input rows reads B + k - 1
-// rows of features (or output-gradient row blocks), so at s=4, where a
-// kernel row is 4x longer than at s=2, a fixed 512 KiB allowed B = 2 and
-// read every feature and gradient row 3 times (2 MiB L2: B = 7).
 // This CPU's per-core L2 cache in bytes where the OS tells (sysconf), else
 // 0.
 inline int64_t l2_cache_bytes() {
@@ -159,6 +153,12 @@ inline int64_t l2_cache_bytes() {
   return bytes;
 }
 
+// The scratch a band may use: 3/4 of this CPU's per-core L2 cache where the
+// OS tells, within [256 KiB, 3 MiB]; 512 KiB where it does not.
+// Bigger bands re-read fewer rows: a band of B input rows reads B + k - 1
+// rows of features (or output-gradient row blocks), so at s=4, where a
+// kernel row is 4x longer than at s=2, a fixed 512 KiB allowed B = 2 and
+// read every feature and gradient row 3 times (2 MiB L2: B = 7).
 inline int64_t band_scratch_bytes() {
   const int64_t l2 = l2_cache_bytes();
   if (l2 == 0) return int64_t(512) << 10;
@@ -177,7 +177,8 @@ inline int64_t band_scratch_bytes() {
 // interleaved cases 9.2 -> 8.2 ms; FPN's lateral add reading the output
 // right after is no slower.
 inline bool streams_output(int64_t bytes) {
-  const int64_t l2 = l2_cache_bytes() > 0 ? l2_cache_bytes() : int64_t(1) << 20;
+  const int64_t l2 =
+      l2_cache_bytes() > 0 ? l2_cache_bytes() : int64_t(1) << 20;
   return bytes > at::get_num_threads() * l2;
 }
 

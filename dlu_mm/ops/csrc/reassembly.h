@@ -322,6 +322,16 @@ void for_each_dx_tile(int64_t k, F&& f) {
   }
 }
 
+// The backward passes size their bands for twice the kernel rows: beside
+// a band's kernel rows (dX) or dK rows (dK) they keep about as much again
+// in L2 (dX: the tile's output-gradient rows over the band's window and
+// its products; dK: a block of channels' widened feature rows over the
+// window and their output-gradient rows). Sized for the kernel rows alone,
+// the band at s=4 (7-8 rows of 192 KiB) overflowed a 2 MiB L2: 4-row bands
+// took both gradients from 44 to 37 ms (dX) and 41 to 35 ms (dK),
+// 1x256x120x120, 2 threads.
+constexpr int64_t kBackwardScratchRows = 2;
+
 // Channels per sum_products() call in the forward pass and in dX (Q).
 constexpr int64_t kChannelTile = 4;
 // Channels summed per sum_products() call in dK (its terms).
@@ -506,7 +516,8 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                           scalar_t* grad_features) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
-  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
+  const Banding bands(g, kBackwardScratchRows * g.s * g.kk * g.OW *
+                          static_cast<int64_t>(sizeof(acc_t)),
                       at::get_num_threads());
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // output row blocks read by a band
@@ -647,7 +658,8 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                          const scalar_t* features, KernelGradSink& sink) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
-  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
+  const Banding bands(g, kBackwardScratchRows * g.s * g.kk * g.OW *
+                          static_cast<int64_t>(sizeof(acc_t)),
                       sink.banding_threads());
   sink.start(bands);
   const int64_t B = bands.rows;

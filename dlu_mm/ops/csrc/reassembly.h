@@ -251,7 +251,7 @@ inline int64_t rows_per_group(const Geometry& g, int64_t lhs_rows) {
 // rows (input row y0 - r + m of the band's window) they read.
 struct RowGroup {
   RowGroup(const Geometry& g, const Band& band, int64_t y, int64_t count)
-      : s(g.s), yb(y - band.y0), count(count) {
+      : s(g.s), k(g.k), yb(y - band.y0), count(count) {
     window_lo = yb + taps_reading_from(g, y).lo;
     window_hi = yb + count - 1 + taps_reading_from(g, y + count - 1).hi;
     for (int64_t i = 0; i < count; ++i) reads[i] = taps_reading_from(g, y + i);
@@ -272,7 +272,16 @@ struct RowGroup {
     return {(yb + i0) * s, (yb + std::max(i0, i1)) * s};
   }
 
-  int64_t s, yb, count, window_lo, window_hi;
+  // Terms over the group's window rows, t = (m - window_lo)*k + dx; block
+  // 0 reads a prefix of them, [0, shared_end()), block 1 (if any) a
+  // suffix, [shared_begin(), terms()); the two overlap or touch.
+  int64_t terms() const { return (window_hi - window_lo) * k; }
+  int64_t shared_begin() const {
+    return (yb + count - 1 + reads[count - 1].lo - window_lo) * k;
+  }
+  int64_t shared_end() const { return (yb + reads[0].hi - window_lo) * k; }
+
+  int64_t s, k, yb, count, window_lo, window_hi;
   TapRange reads[2];
 };
 
@@ -375,10 +384,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
         widened ? std::max(g.W, kMaxLhsRows * tile * g.OW) : 0);
     std::vector<const acc_t*> kernel_terms(groups * pair * g.s * max_terms);
     std::vector<const acc_t*> feature_terms(groups * tile * max_terms);
-    struct Terms {
-      int64_t count, terms, shared_begin, shared_end;
-    };
-    std::vector<Terms> group_terms(groups);
+    std::vector<RowGroup> row_groups;  // the band's
     std::vector<acc_t*> out(kMaxLhsRows * tile);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
@@ -404,19 +410,12 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
           kernels.load_row(band, y * g.s + a, destinations.data());
         }
       }
-      for (int64_t gi = 0; gi * pair < band.y1 - band.y0; ++gi) {
-        const int64_t y = band.y0 + gi * pair;
-        const RowGroup group(g, band, y, std::min(pair, band.y1 - y));
+      row_groups.clear();
+      for (int64_t y = band.y0; y < band.y1; y += pair) {
+        const int64_t gi = static_cast<int64_t>(row_groups.size());
+        const RowGroup& group = row_groups.emplace_back(
+            g, band, y, std::min(pair, band.y1 - y));
         const int64_t m0 = group.window_lo;
-        Terms& info = group_terms[gi];
-        info.count = group.count;
-        info.terms = (group.window_hi - m0) * g.k;
-        // Block 0 reads a prefix of the group's window rows, block 1 a
-        // suffix; they overlap (or touch) in the shared terms.
-        info.shared_begin =
-            (group.yb + group.count - 1 + group.reads[group.count - 1].lo -
-             m0) * g.k;
-        info.shared_end = (group.yb + group.reads[0].hi - m0) * g.k;
         for (int64_t m = m0; m < group.window_hi; ++m) {
           for (int64_t dx = 0; dx < g.k; ++dx) {
             const int64_t t = (m - m0) * g.k + dx;
@@ -445,13 +444,17 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
                             widened_rows.data(),
                             feature_rows.data() + ci * window * g.span);
         }
-        for (int64_t gi = 0; gi * pair < band.y1 - band.y0; ++gi) {
-          const int64_t y = band.y0 + gi * pair;
-          const Terms& info = group_terms[gi];
+        for (int64_t gi = 0; gi < static_cast<int64_t>(row_groups.size());
+             ++gi) {
+          const RowGroup& group = row_groups[gi];
+          const int64_t y = band.y0 + group.yb;
           // Output rows y*s + p0 + p, p < rows: a pair's 2s rows as one
           // split block, else blocks of at most lhs_rows of y's s rows.
-          const bool split = info.count == 2;
-          const int64_t all_rows = info.count * g.s;
+          const int64_t all_rows = group.count * g.s;
+          const bool split = group.count == 2;
+          const int64_t terms = group.terms();
+          const int64_t shared_begin = group.shared_begin();
+          const int64_t shared_end = group.shared_end();
           for (int64_t p0 = 0; p0 < all_rows; p0 += lhs_rows) {
             const int64_t rows = std::min(lhs_rows, all_rows - p0);
             for (int64_t p = 0; p < rows; ++p) {
@@ -473,12 +476,12 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
                 out.data(),
                 rows,
                 channels,
-                info.terms,
+                terms,
                 g.OW,
                 false};
             products.split = split;
-            products.shared_begin = info.shared_begin;
-            products.shared_end = info.shared_end;
+            products.shared_begin = shared_begin;
+            products.shared_end = shared_end;
             products.stream = stream;
             sum_products(products);
             if constexpr (widened) {

@@ -251,30 +251,16 @@ inline __attribute__((always_inline)) void products_block(
   for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q, Split>(rp, j0);
 }
 
-template <typename acc_t, int kBytes, int P>
+template <typename acc_t, int kBytes, int P, bool Split = false>
 inline __attribute__((always_inline)) void products_lhs_rows(
     const RowProducts<acc_t>& rp) {
   static_assert(kMaxRhsRows == 5, "update the cases below");
   switch (rp.Q) {
-    case 1: return products_block<acc_t, kBytes, P, 1>(rp);
-    case 2: return products_block<acc_t, kBytes, P, 2>(rp);
-    case 3: return products_block<acc_t, kBytes, P, 3>(rp);
-    case 4: return products_block<acc_t, kBytes, P, 4>(rp);
-    case 5: return products_block<acc_t, kBytes, P, 5>(rp);
-  }
-  TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
-}
-
-// Split blocks: two halves of P/2 lhs rows (P = 2 or 4).
-template <typename acc_t, int kBytes, int P>
-inline __attribute__((always_inline)) void split_products(
-    const RowProducts<acc_t>& rp) {
-  switch (rp.Q) {
-    case 1: return products_block<acc_t, kBytes, P, 1, true>(rp);
-    case 2: return products_block<acc_t, kBytes, P, 2, true>(rp);
-    case 3: return products_block<acc_t, kBytes, P, 3, true>(rp);
-    case 4: return products_block<acc_t, kBytes, P, 4, true>(rp);
-    case 5: return products_block<acc_t, kBytes, P, 5, true>(rp);
+    case 1: return products_block<acc_t, kBytes, P, 1, Split>(rp);
+    case 2: return products_block<acc_t, kBytes, P, 2, Split>(rp);
+    case 3: return products_block<acc_t, kBytes, P, 3, Split>(rp);
+    case 4: return products_block<acc_t, kBytes, P, 4, Split>(rp);
+    case 5: return products_block<acc_t, kBytes, P, 5, Split>(rp);
   }
   TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
 }
@@ -283,10 +269,10 @@ template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void products_any(
     const RowProducts<acc_t>& rp) {
   static_assert(kMaxLhsRows == 4, "update the cases below");
-  if (rp.split) {
+  if (rp.split) {  // two halves of P/2 lhs rows
     switch (rp.P) {
-      case 2: return split_products<acc_t, kBytes, 2>(rp);
-      case 4: return split_products<acc_t, kBytes, 4>(rp);
+      case 2: return products_lhs_rows<acc_t, kBytes, 2, true>(rp);
+      case 4: return products_lhs_rows<acc_t, kBytes, 4, true>(rp);
     }
     TORCH_CHECK(false, "dlu_mm._ext: unsupported split block P=", rp.P);
   }

@@ -82,7 +82,22 @@ class SamplingRows {
  public:
   using acc_t = at::opmath_type<scalar_t>;
 
-  explicit SamplingRows(const Geometry& g) : g_(g) {}
+  explicit SamplingRows(const Geometry& g)
+      : g_(g), locate_(std::is_same_v<scalar_t, acc_t> &&
+                               g.s * g.H * g.W <=
+                                   std::numeric_limits<int32_t>::max()
+                           ? sampling_kernels<scalar_t>().locate_row
+                           : nullptr) {
+    if (locate_ == nullptr) return;
+    // Pixel j = x*s + b of an output row reads its offsets at b*H*W + x
+    // of the row's x-offset pointer (x_offsets_of_row).
+    source_.resize(g.OW);
+    column_.resize(g.OW);
+    for (int64_t j = 0; j < g.OW; ++j) {
+      source_[j] = static_cast<int32_t>(j % g.s * g.H * g.W + j / g.s);
+      column_[j] = static_cast<acc_t>(j / g.s);
+    }
+  }
 
   void compute(const scalar_t* offsets, const Band& band, int64_t row_begin,
                int64_t row_end) {
@@ -92,8 +107,7 @@ class SamplingRows {
     first_row_ = row_begin;
     index_.resize(rows * 4 * g.OW);
     values_.resize(rows * kArrays * g.OW);
-    min_corner_row_ = std::numeric_limits<int64_t>::max();
-    max_corner_row_ = -1;
+    int64_t corner_rows[2] = {std::numeric_limits<int64_t>::max(), -1};
     for (int64_t i = row_begin; i < row_end; ++i) {
       const int64_t y = i / g.s;
       const scalar_t* ox_rows =
@@ -101,37 +115,56 @@ class SamplingRows {
       const scalar_t* oy_rows = ox_rows + ss * hw;
       int32_t* idx = index_.data() + (i - row_begin) * 4 * g.OW;
       acc_t* v = values_.data() + (i - row_begin) * kArrays * g.OW;
-      for (int64_t x = 0; x < g.W; ++x) {
-        for (int64_t b = 0; b < g.s; ++b) {
-          const int64_t j = x * g.s + b;
-          acc_t cx, cy;
-          clamp_coordinate(static_cast<acc_t>(x) +
-                               static_cast<acc_t>(ox_rows[b * hw + x]),
-                           g.W, cx, v[kGateX * g.OW + j]);
-          clamp_coordinate(static_cast<acc_t>(y) +
-                               static_cast<acc_t>(oy_rows[b * hw + x]),
-                           g.H, cy, v[kGateY * g.OW + j]);
-          const int64_t x0 = static_cast<int64_t>(cx);
-          const int64_t y0 = static_cast<int64_t>(cy);
-          const int64_t x1 = std::min(x0 + 1, g.W - 1);
-          const int64_t y1 = std::min(y0 + 1, g.H - 1);
-          const acc_t wx = cx - static_cast<acc_t>(x0);
-          const acc_t wy = cy - static_cast<acc_t>(y0);
-          idx[0 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x0);
-          idx[1 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x1);
-          idx[2 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x0);
-          idx[3 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x1);
-          v[0 * g.OW + j] = (acc_t(1) - wy) * (acc_t(1) - wx);
-          v[1 * g.OW + j] = (acc_t(1) - wy) * wx;
-          v[2 * g.OW + j] = wy * (acc_t(1) - wx);
-          v[3 * g.OW + j] = wy * wx;
-          v[kFracX * g.OW + j] = wx;
-          v[kFracY * g.OW + j] = wy;
-          min_corner_row_ = std::min(min_corner_row_, y0);
-          max_corner_row_ = std::max(max_corner_row_, y1);
+      int64_t j = 0;
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        if (locate_ != nullptr) {
+          const PointRow<acc_t> out{
+              {idx, idx + g.OW, idx + 2 * g.OW, idx + 3 * g.OW},
+              {v, v + g.OW, v + 2 * g.OW, v + 3 * g.OW},
+              v + kFracX * g.OW,
+              v + kFracY * g.OW,
+              v + kGateX * g.OW,
+              v + kGateY * g.OW};
+          j = locate_(ox_rows, oy_rows, source_.data(), column_.data(),
+                      static_cast<acc_t>(y), g.H, g.W, g.OW, out,
+                      corner_rows);
+        }
+      }
+      // The rest (all of it for other types), pixel j = x*s + b.
+      for (int64_t x = j / g.s, b = j % g.s; j < g.OW; ++j) {
+        acc_t cx, cy;
+        clamp_coordinate(static_cast<acc_t>(x) +
+                             static_cast<acc_t>(ox_rows[b * hw + x]),
+                         g.W, cx, v[kGateX * g.OW + j]);
+        clamp_coordinate(static_cast<acc_t>(y) +
+                             static_cast<acc_t>(oy_rows[b * hw + x]),
+                         g.H, cy, v[kGateY * g.OW + j]);
+        const int64_t x0 = static_cast<int64_t>(cx);
+        const int64_t y0 = static_cast<int64_t>(cy);
+        const int64_t x1 = std::min(x0 + 1, g.W - 1);
+        const int64_t y1 = std::min(y0 + 1, g.H - 1);
+        const acc_t wx = cx - static_cast<acc_t>(x0);
+        const acc_t wy = cy - static_cast<acc_t>(y0);
+        idx[0 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x0);
+        idx[1 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x1);
+        idx[2 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x0);
+        idx[3 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x1);
+        v[0 * g.OW + j] = (acc_t(1) - wy) * (acc_t(1) - wx);
+        v[1 * g.OW + j] = (acc_t(1) - wy) * wx;
+        v[2 * g.OW + j] = wy * (acc_t(1) - wx);
+        v[3 * g.OW + j] = wy * wx;
+        v[kFracX * g.OW + j] = wx;
+        v[kFracY * g.OW + j] = wy;
+        corner_rows[0] = std::min(corner_rows[0], y0);
+        corner_rows[1] = std::max(corner_rows[1], y1);
+        if (++b == g.s) {
+          b = 0;
+          ++x;
         }
       }
     }
+    min_corner_row_ = corner_rows[0];
+    max_corner_row_ = corner_rows[1];
   }
 
   SamplePoints<acc_t> points(int64_t row) const {
@@ -158,6 +191,11 @@ class SamplingRows {
   }
 
   const Geometry& g_;
+  // The vector kernel (float with AVX-512) and, for it, each pixel's offset
+  // position within a row and its source column as a float.
+  LocateRow<acc_t> locate_;
+  std::vector<int32_t> source_;
+  std::vector<acc_t> column_;
   int64_t first_row_ = 0;
   int64_t min_corner_row_ = 0, max_corner_row_ = -1;
   std::vector<int32_t> index_;

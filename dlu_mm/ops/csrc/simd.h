@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #if defined(__x86_64__)
@@ -592,6 +593,35 @@ void transpose_taps_scalar(const acc_t* const* taps, int64_t kk, int64_t n,
   }
 }
 
+// Where one output row's pixels sample the kernel space (written by
+// locate_row()): for pixel j, the four corner cells and their weights, the
+// fractions wx, wy and the clamp gates (SamplePoints reads the first six).
+template <typename acc_t>
+struct PointRow {
+  int32_t* index[4];
+  acc_t* weight[4];
+  acc_t* wx;
+  acc_t* wy;
+  acc_t* gate_x;
+  acc_t* gate_y;
+};
+
+// The sampling points of pixels [0, m) of an output row, m = n rounded down
+// to whole vectors (returned); the rest is left to the caller. Pixel j
+// samples at (px, py) = (column[j] + ox[source[j]], y + oy[source[j]]),
+// each clamped to [0, W-1] / [0, H-1] with gate 1 strictly inside and 0 on
+// or beyond the border; x0 = trunc(px), x1 = min(x0 + 1, W - 1), wx = px -
+// x0 (y alike); weights (1-wy)(1-wx), (1-wy)wx, wy(1-wx), wy*wx of the
+// corners y0*W + x0, y0*W + x1, y1*W + x0, y1*W + x1 -- the same
+// operations as the scalar loop of SamplingRows, so the same values.
+// rows[0] / rows[1] are lowered / raised to the least y0 / greatest y1.
+// Null where this instruction set has no such kernel.
+template <typename acc_t>
+using LocateRow = int64_t (*)(const acc_t* ox, const acc_t* oy,
+                              const int32_t* source, const acc_t* column,
+                              acc_t y, int64_t H, int64_t W, int64_t n,
+                              const PointRow<acc_t>& out, int64_t* rows);
+
 template <typename scalar_t>
 struct SamplingKernels {
   using acc_t = at::opmath_type<scalar_t>;
@@ -599,6 +629,7 @@ struct SamplingKernels {
                      int64_t n, acc_t* dst);
   SampleTaps<acc_t> sample_taps = nullptr;
   TransposeTaps<acc_t> transpose_taps = &transpose_taps_scalar<acc_t>;
+  LocateRow<acc_t> locate_row = nullptr;
 };
 
 #define DLU_DEFINE_SAMPLING_KERNELS(name, attributes)                       \
@@ -797,6 +828,74 @@ DLU_TARGET_AVX512 inline void avx512_transpose_taps(const float* const* taps,
 }
 #endif
 
+#ifdef DLU_X86_DISPATCH
+// The clamp of clamp_coordinate(): p strictly inside (0, hi) is kept (gate
+// 1), else hi if p > 0, else 0 (NaN compares false: 0).
+DLU_TARGET_AVX512 inline __attribute__((always_inline)) void avx512_clamp(
+    __m512 p, __m512 hi, __m512& c, __m512& gate) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 above = _mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ);
+  const __mmask16 inside = above & _mm512_cmp_ps_mask(p, hi, _CMP_LT_OQ);
+  c = _mm512_mask_blend_ps(inside, _mm512_mask_blend_ps(above, zero, hi), p);
+  gate = _mm512_maskz_mov_ps(inside, _mm512_set1_ps(1.f));
+}
+
+// locate_row() for float, 16 pixels a vector (the offsets gathered).
+DLU_TARGET_AVX512 inline int64_t avx512_locate_row(
+    const float* ox, const float* oy, const int32_t* source,
+    const float* column, float y, int64_t H, int64_t W, int64_t n,
+    const PointRow<float>& out, int64_t* rows) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 hi_x = _mm512_set1_ps(static_cast<float>(W - 1));
+  const __m512 hi_y = _mm512_set1_ps(static_cast<float>(H - 1));
+  const __m512i last_x = _mm512_set1_epi32(static_cast<int32_t>(W - 1));
+  const __m512i last_y = _mm512_set1_epi32(static_cast<int32_t>(H - 1));
+  const __m512i width = _mm512_set1_epi32(static_cast<int32_t>(W));
+  const __m512i step = _mm512_set1_epi32(1);
+  const __m512 row = _mm512_set1_ps(y);
+  __m512i least = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m512i most = _mm512_set1_epi32(-1);
+  const int64_t m = n / 16 * 16;
+  for (int64_t j = 0; j < m; j += 16) {
+    const __m512i at = _mm512_loadu_si512(source + j);
+    __m512 cx, cy, gx, gy;
+    avx512_clamp(_mm512_add_ps(_mm512_loadu_ps(column + j),
+                               _mm512_i32gather_ps(at, ox, 4)),
+                 hi_x, cx, gx);
+    avx512_clamp(_mm512_add_ps(row, _mm512_i32gather_ps(at, oy, 4)), hi_y,
+                 cy, gy);
+    const __m512i x0 = _mm512_cvttps_epi32(cx);
+    const __m512i y0 = _mm512_cvttps_epi32(cy);
+    const __m512i x1 = _mm512_min_epi32(_mm512_add_epi32(x0, step), last_x);
+    const __m512i y1 = _mm512_min_epi32(_mm512_add_epi32(y0, step), last_y);
+    const __m512 wx = _mm512_sub_ps(cx, _mm512_cvtepi32_ps(x0));
+    const __m512 wy = _mm512_sub_ps(cy, _mm512_cvtepi32_ps(y0));
+    const __m512i top = _mm512_mullo_epi32(y0, width);
+    const __m512i bottom = _mm512_mullo_epi32(y1, width);
+    _mm512_storeu_si512(out.index[0] + j, _mm512_add_epi32(top, x0));
+    _mm512_storeu_si512(out.index[1] + j, _mm512_add_epi32(top, x1));
+    _mm512_storeu_si512(out.index[2] + j, _mm512_add_epi32(bottom, x0));
+    _mm512_storeu_si512(out.index[3] + j, _mm512_add_epi32(bottom, x1));
+    const __m512 rx = _mm512_sub_ps(one, wx), ry = _mm512_sub_ps(one, wy);
+    _mm512_storeu_ps(out.weight[0] + j, _mm512_mul_ps(ry, rx));
+    _mm512_storeu_ps(out.weight[1] + j, _mm512_mul_ps(ry, wx));
+    _mm512_storeu_ps(out.weight[2] + j, _mm512_mul_ps(wy, rx));
+    _mm512_storeu_ps(out.weight[3] + j, _mm512_mul_ps(wy, wx));
+    _mm512_storeu_ps(out.wx + j, wx);
+    _mm512_storeu_ps(out.wy + j, wy);
+    _mm512_storeu_ps(out.gate_x + j, gx);
+    _mm512_storeu_ps(out.gate_y + j, gy);
+    least = _mm512_min_epi32(least, y0);
+    most = _mm512_max_epi32(most, y1);
+  }
+  if (m > 0) {
+    rows[0] = std::min<int64_t>(rows[0], _mm512_reduce_min_epi32(least));
+    rows[1] = std::max<int64_t>(rows[1], _mm512_reduce_max_epi32(most));
+  }
+  return m;
+}
+#endif
+
 template <typename scalar_t>
 inline const SamplingKernels<scalar_t>& sampling_kernels() {
   static const SamplingKernels<scalar_t> kernels = [] {
@@ -804,9 +903,9 @@ inline const SamplingKernels<scalar_t>& sampling_kernels() {
 #ifdef DLU_X86_DISPATCH
       case Isa::kAvx512:
         if constexpr (std::is_same_v<scalar_t, float>) {
-          return SamplingKernels<scalar_t>{&avx512_gather_sample_row,
-                                           &avx512_sample_taps,
-                                           &avx512_transpose_taps};
+          return SamplingKernels<scalar_t>{
+              &avx512_gather_sample_row, &avx512_sample_taps,
+              &avx512_transpose_taps, &avx512_locate_row};
         } else if constexpr (std::is_same_v<scalar_t, double>) {
           return SamplingKernels<scalar_t>{&avx512_gather_sample_row};
         }

@@ -38,6 +38,8 @@
  * with AVX-512 in float32 from the same tap-minor kernel space, four
  * contiguous corner loads a pixel and a 16 x 16 transposition into tap
  * rows (simd.h, avx512_sample_taps), elsewhere one gathered row per tap.
+ * Every pass first locates its rows' sampling points (SamplingRows), with
+ * AVX-512 in float32 16 pixels at a time (avx512_locate_row).
  */
 #include <limits>
 

@@ -125,6 +125,10 @@ inline __attribute__((always_inline)) void chunk_terms(
     #pragma GCC unroll 8
     for (int p = PB; p < PE; ++p) {
       const acc_t* row = rp.lhs[p * rp.lhs_stride + t] + j0;
+      // The same row's next chunk, one chunk ahead of its loads: the lhs
+      // rows (kernel rows, output-gradient rows) come from L2 or memory,
+      // more of them at once than the hardware prefetchers follow.
+      __builtin_prefetch(row + V * lanes);
       #pragma GCC unroll 8
       for (int v = 0; v < V; ++v) {
         vec left;

@@ -234,7 +234,12 @@ inline __attribute__((always_inline)) void products_column(
 
 template <typename acc_t, int kBytes, int P, int Q, bool Split = false>
 inline __attribute__((always_inline)) void products_block(
-    const RowProducts<acc_t>& rp) {
+    const RowProducts<acc_t>& call) {
+  // A local copy: the sums are stored with memcpy, which may alias any
+  // object the compiler cannot see the whole of, so reading the caller's
+  // struct would reload its fields (flags, strides, pointer tables) from
+  // memory after every store.
+  const RowProducts<acc_t> rp = call;
   constexpr int lanes = kBytes / sizeof(acc_t);
   // Registers (32 with AVX-512, else 16, a few kept free) for the P*Q*V sums
   // and the Q*V rhs vectors of a term.

@@ -117,16 +117,16 @@ class SamplingRows {
       const scalar_t* oy_rows = ox_rows + ss * hw;
       int32_t* idx = index_.data() + (i - row_begin) * 4 * g.OW;
       acc_t* v = values_.data() + (i - row_begin) * kArrays * g.OW;
+      const PointRow<acc_t> out{
+          {idx, idx + g.OW, idx + 2 * g.OW, idx + 3 * g.OW},
+          {v, v + g.OW, v + 2 * g.OW, v + 3 * g.OW},
+          v + kFracX * g.OW,
+          v + kFracY * g.OW,
+          v + kGateX * g.OW,
+          v + kGateY * g.OW};
       int64_t j = 0;
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         if (locate_ != nullptr) {
-          const PointRow<acc_t> out{
-              {idx, idx + g.OW, idx + 2 * g.OW, idx + 3 * g.OW},
-              {v, v + g.OW, v + 2 * g.OW, v + 3 * g.OW},
-              v + kFracX * g.OW,
-              v + kFracY * g.OW,
-              v + kGateX * g.OW,
-              v + kGateY * g.OW};
           j = locate_(ox_rows, oy_rows, source_.data(), column_.data(),
                       static_cast<acc_t>(y), g.H, g.W, g.OW, out,
                       corner_rows);
@@ -137,26 +137,26 @@ class SamplingRows {
         acc_t cx, cy;
         clamp_coordinate(static_cast<acc_t>(x) +
                              static_cast<acc_t>(ox_rows[b * hw + x]),
-                         g.W, cx, v[kGateX * g.OW + j]);
+                         g.W, cx, out.gate_x[j]);
         clamp_coordinate(static_cast<acc_t>(y) +
                              static_cast<acc_t>(oy_rows[b * hw + x]),
-                         g.H, cy, v[kGateY * g.OW + j]);
+                         g.H, cy, out.gate_y[j]);
         const int64_t x0 = static_cast<int64_t>(cx);
         const int64_t y0 = static_cast<int64_t>(cy);
         const int64_t x1 = std::min(x0 + 1, g.W - 1);
         const int64_t y1 = std::min(y0 + 1, g.H - 1);
         const acc_t wx = cx - static_cast<acc_t>(x0);
         const acc_t wy = cy - static_cast<acc_t>(y0);
-        idx[0 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x0);
-        idx[1 * g.OW + j] = static_cast<int32_t>(y0 * g.W + x1);
-        idx[2 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x0);
-        idx[3 * g.OW + j] = static_cast<int32_t>(y1 * g.W + x1);
-        v[0 * g.OW + j] = (acc_t(1) - wy) * (acc_t(1) - wx);
-        v[1 * g.OW + j] = (acc_t(1) - wy) * wx;
-        v[2 * g.OW + j] = wy * (acc_t(1) - wx);
-        v[3 * g.OW + j] = wy * wx;
-        v[kFracX * g.OW + j] = wx;
-        v[kFracY * g.OW + j] = wy;
+        out.index[0][j] = static_cast<int32_t>(y0 * g.W + x0);
+        out.index[1][j] = static_cast<int32_t>(y0 * g.W + x1);
+        out.index[2][j] = static_cast<int32_t>(y1 * g.W + x0);
+        out.index[3][j] = static_cast<int32_t>(y1 * g.W + x1);
+        out.weight[0][j] = (acc_t(1) - wy) * (acc_t(1) - wx);
+        out.weight[1][j] = (acc_t(1) - wy) * wx;
+        out.weight[2][j] = wy * (acc_t(1) - wx);
+        out.weight[3][j] = wy * wx;
+        out.wx[j] = wx;
+        out.wy[j] = wy;
         corner_rows[0] = std::min(corner_rows[0], y0);
         corner_rows[1] = std::max(corner_rows[1], y1);
         if (++b == g.s) {

@@ -319,6 +319,49 @@ void load_feature_rows(const Geometry& g, const scalar_t* features,
   }
 }
 
+// Asks for the input rows [y0 - r, y1 + r) of channels [c_begin, c_end)
+// of a band in L2, ahead of their loads: each channel's rows start a page
+// of their own, where the hardware prefetchers start over, and a band's
+// rows are read once, when the previous channel tile's products are done.
+template <typename scalar_t>
+void prefetch_feature_rows(const Geometry& g, const scalar_t* features,
+                           const Band& band, int64_t c_begin, int64_t c_end) {
+  const int64_t y_begin = std::max<int64_t>(0, band.y0 - g.r);
+  const int64_t y_end = std::min(g.H, band.y1 + g.r);
+  constexpr int64_t kLine = 64;
+  for (int64_t c = c_begin; c < c_end && y_begin < y_end; ++c) {
+    const char* first = reinterpret_cast<const char*>(
+        g.feature_row(features, band.n, c, y_begin));
+    const char* last = reinterpret_cast<const char*>(
+        g.feature_row(features, band.n, c, y_end));
+    for (const char* line = first; line < last; line += kLine) {
+      __builtin_prefetch(line, 0, 2);
+    }
+  }
+}
+
+// The forward passes' prefetch: while the channel tile [c0, c0 + tile) of
+// bands[unit] is computed, the next tile's feature rows, or the first
+// tile's of the thread's next band (units up to `end`).
+template <typename scalar_t>
+void prefetch_next_tile(const Geometry& g, const scalar_t* features,
+                        const Banding& bands, int64_t unit, int64_t end,
+                        int64_t c0, int64_t tile) {
+  const Band band = bands[unit];
+  const int64_t group_channels = g.group_channels(band.group);
+  const int64_t first = band.group * g.Cg;
+  if (c0 + tile < group_channels) {
+    prefetch_feature_rows(g, features, band, first + c0 + tile,
+                          first + std::min(c0 + 2 * tile, group_channels));
+  } else if (unit + 1 < end) {
+    const Band next = bands[unit + 1];
+    const int64_t next_first = next.group * g.Cg;
+    prefetch_feature_rows(
+        g, features, next, next_first,
+        next_first + std::min(tile, g.group_channels(next.group)));
+  }
+}
+
 // Calls f(dx0, cols) for the k column taps dx of a kernel row in near-equal
 // tiles [dx0, dx0 + cols) of at most kMaxRhsRows (sum_products()' Q).
 template <typename F>
@@ -443,6 +486,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
       for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
         const int64_t channels = std::min(tile, group_channels - c0);
         const int64_t c_first = band.group * g.Cg + c0;
+        prefetch_next_tile(g, features, bands, unit, end, c0, tile);
         for (int64_t ci = 0; ci < channels; ++ci) {
           load_feature_rows(g, features, band, c_first + ci,
                             widened_rows.data(),

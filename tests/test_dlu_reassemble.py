@@ -81,8 +81,10 @@ def test_fused_equals_composition_float64(backend_name, n, c, h, w, k, g, s):
 @pytest.mark.parametrize('backend_name', FUSED)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16,
                                    torch.bfloat16])
-@pytest.mark.parametrize('n,c,h,w,k,g,s', [CASES[1], CASES[6], CASES[8]],
-                         ids=[CASE_IDS[i] for i in (1, 6, 8)])
+@pytest.mark.parametrize(
+    'n,c,h,w,k,g,s',
+    [CASES[1], CASES[6], CASES[8], (1, 6, 4, 37, 5, 2, 4)],
+    ids=[CASE_IDS[i] for i in (1, 6, 8)] + ['s4-rows-of-37'])
 def test_fused_in_each_dtype(backend_name, dtype, n, c, h, w, k, g, s):
     """Low-precision inputs against the float64 composition of the same
     (rounded) values: sums are accumulated in float32, so the error is the
@@ -171,17 +173,18 @@ def test_zero_offsets_take_grid_samples_one_sided_derivative(backend_name):
 
 
 @pytest.mark.parametrize('backend_name', FUSED)
-def test_results_do_not_depend_on_thread_count(backend_name):
+@pytest.mark.parametrize('s', [2, 4])
+def test_results_do_not_depend_on_thread_count(backend_name, s):
     """The kernel space's gradient is a scatter summed per band: the bands,
     and so every sum, must be the same at 1, 2 and 3 threads."""
-    inputs = _inputs(2, 12, 29, 19, 5, 2, 2, torch.float32, offset_std=4)
+    inputs = _inputs(2, 12, 29, 19, 5, 2, s, torch.float32, offset_std=4)
     threads = torch.get_num_threads()
     results = []
     try:
         for count in (1, 2, 3):
             torch.set_num_threads(count)
             results.append(_forward_and_grads(
-                lambda x, sp, o: dlu_reassemble(x, sp, o, 5, 2, 2,
+                lambda x, sp, o: dlu_reassemble(x, sp, o, 5, 2, s,
                                                 backend=backend_name),
                 *inputs))
     finally:

@@ -28,6 +28,7 @@ CASES = [  # (N, C, H, W, k, G, s)
     (1, 5, 6, 64, 5, 1, 2),  # rows of 128
     (2, 10, 5, 7, 3, 3, 2),  # G does not divide C: groups of 4, 4, 2
     (1, 5, 4, 6, 5, 4, 3),  # groups of 2, 2, 1 and an empty one
+    (1, 6, 5, 37, 5, 1, 4),  # s = 4, rows of 37: whole vectors and a tail
 ]
 CASE_IDS = [case_id(case) for case in CASES]
 
@@ -70,8 +71,8 @@ def test_matches_plain_path(n, c, h, w, k, g, s, dtype):
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('n,c,h,w,k,g,s',
-                         [CASES[1], CASES[4], CASES[8], CASES[9]],
-                         ids=[CASE_IDS[i] for i in (1, 4, 8, 9)])
+                         [CASES[i] for i in (1, 4, 8, 9, 14)],
+                         ids=[CASE_IDS[i] for i in (1, 4, 8, 9, 14)])
 def test_half_precision(n, c, h, w, k, g, s, dtype):
     _check_against_plain(n, c, h, w, k, g, s, dtype)
 
@@ -146,10 +147,11 @@ def test_gradcheck_single_input_function():
         (features, ))
 
 
-def test_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize('s', [2, 4])
+def test_results_do_not_depend_on_thread_count(s):
     """The work split (bands of rows) follows the thread count; the sums
     that every element gets must not."""
-    features, masks, grad_output = _inputs(1, 12, 24, 19, 5, 2, 2,
+    features, masks, grad_output = _inputs(1, 12, 24, 19, 5, 2, s,
                                            torch.float32)
     threads = torch.get_num_threads()
     results = []
@@ -157,9 +159,9 @@ def test_results_do_not_depend_on_thread_count():
         for count in (1, 2, 3):
             torch.set_num_threads(count)
             results.append(
-                (_ext.reassemble_forward(features, masks, 5, 2, 2), ) +
+                (_ext.reassemble_forward(features, masks, 5, 2, s), ) +
                 _ext.reassemble_backward(grad_output, features, masks, 5, 2,
-                                         2, True, True))
+                                         s, True, True))
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:

@@ -50,6 +50,11 @@
  *     band's scratch; dK rows go to a
  *     KernelGradSink's per-thread writer, one output row (all taps) at a
  *     time. Neither ever needs the whole (N, G*k*k, sH, sW) tensor.
+ *   * At s = 4 (AVX-512) the forward runs in phase space instead
+ *     (forward_phases_kernel): output columns x*s + b split into s phase
+ *     rows of W, the rhs rows are the feature rows themselves (zero-padded,
+ *     not upsampled), and sum_products() interleaves the phases in
+ *     registers as it stores.
  * Forward outputs larger than the threads' L2 caches are written with
  * non-temporal stores (streams_output).
  * Scratch memory is per thread and about a band's worth of kernel rows
@@ -396,11 +401,181 @@ constexpr int64_t kChannelBlock = 16;
 // ---------------------------------------------------------------------------
 // Forward.
 
+// Loads the input rows [y0 - r, y1 + r) of channel c that lie inside the
+// map as padded rows P[t] = X[row][t - r], t < W + 2r (zero outside the
+// row): row y0 - r + m goes to rows + m*(W + 2r).
+template <typename scalar_t, typename acc_t>
+void load_padded_rows(const Geometry& g, const scalar_t* features,
+                      const Band& band, int64_t c, acc_t* rows) {
+  const int64_t first = band.y0 - g.r;
+  const int64_t padded = g.W + 2 * g.r;
+  for (int64_t y = std::max<int64_t>(0, first);
+       y < std::min(g.H, band.y1 + g.r); ++y) {
+    acc_t* row = rows + (y - first) * padded;
+    std::fill(row, row + g.r, acc_t(0));
+    widen_row(g.feature_row(features, band.n, c, y), g.W, row + g.r);
+    std::fill(row + g.r + g.W, row + padded, acc_t(0));
+  }
+}
+
+// Whether the forward pass runs in phase space (forward_phases_kernel):
+// at s = 4, where this instruction set's sum_products() blocks hold the 4
+// phases of an output row (AVX-512), and the upsampled feature rows it
+// spares are 4x the feature rows. Toggled in one process (1x256x120x120,
+// 2 threads, the benchmark's 8 interleaved s=4 cases, medians of 9-15
+// rounds): forward + backward, CARAFE's reassembly 81.6 -> 78.3 and
+// 84.0 -> 80.9 ms, the fused DLU op 84.0 -> 80.6 and 86.1 -> 83.4 ms;
+// forward alone the fused op 23.4 -> 23.1 and 23.3 -> 22.9 ms, the
+// reassembly of stored kernels 22.2 -> 23.4 and 21.6 -> 23.5 ms (slower:
+// its kernels come from memory and are deinterleaved as a second pass).
+// At s = 2 the phase path was slower (forward 7.3 -> 8.1 ms): the
+// upsampled rows are only twice the feature rows, the interleave costs
+// shuffles, and W = 120 columns fill 7.5 vectors where sW = 240 fill 15.
+inline bool forward_in_phases(const Geometry& g, int64_t lhs_rows) {
+  return g.s == 4 && lhs_rows >= 4;
+}
+
+// The forward pass in phase space. With output column j = x*s + b, output
+// row i = y*s + a splits into s phase rows of W columns,
+//   Y[c, i, x*s + b] = sum_{dy,dx} K_ab[dy*k + dx][x] * P_c[y+dy-r][x + dx]
+// with K_ab[tap][x] = K[g*k*k + tap, i, x*s + b] (the kernel rows,
+// deinterleaved as they are loaded, once per band) and P_c the feature
+// rows with r zeros on both sides (load_padded_rows): the rhs rows are
+// feature rows read at a column shift, with no upsampled copy, and every
+// load of one serves the s phases of an output row. One sum_products()
+// block takes the s phases of an output row and interleaves them in
+// registers as it stores (RowProducts::interleave).
+// The terms of every output element are added in the same order as in
+// the upsampled forward pass, so the results are the same.
+template <typename scalar_t, typename KernelSource>
+void forward_phases_kernel(const Geometry& g, const scalar_t* features,
+                           const KernelSource& source, scalar_t* output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
+  const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
+  const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
+                      at::get_num_threads());
+  const int64_t B = bands.rows;
+  const int64_t window = B + g.k - 1;  // input rows read by a band
+  const int64_t padded = g.W + 2 * g.r;
+  const int64_t tile = std::min(kForwardChannelTile, g.Cg);
+  const bool stream =
+      !widened && streams_output(g.N * g.C * g.OH * g.OW * sizeof(scalar_t));
+  at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
+    // Kernel phase rows [y - y0][a][b][tap] of W; one output row's kernel
+    // rows as loaded [tap] of sW; padded feature rows [channel][window
+    // row]; term lists over the taps of input row y, t = tap - lo*k (lo
+    // its first tap row): kernel rows [y - y0][a][b][t], feature rows
+    // [y - y0][channel][t].
+    std::vector<acc_t> kernel_rows(B * g.s * g.kk * g.OW);
+    std::vector<acc_t> loaded(g.kk * g.OW);
+    std::vector<acc_t> feature_rows(tile * window * padded);
+    std::vector<acc_t> widened_rows(widened ? tile * g.OW : 0);
+    std::vector<const acc_t*> kernel_terms(B * g.s * g.s * g.kk);
+    std::vector<const acc_t*> feature_terms(B * tile * g.kk);
+    std::vector<acc_t*> out(tile);
+    std::vector<acc_t*> destinations(g.kk);
+    auto kernels = source.loader();
+    // Phase row b of tap `tap` of output row y*s + a, yb = y - y0.
+    auto kernel_row = [&](int64_t yb, int64_t a, int64_t b, int64_t tap) {
+      return kernel_rows.data() + (((yb * g.s + a) * g.s + b) * g.kk + tap) *
+                                      g.W;
+    };
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const Band band = bands[unit];
+      const int64_t group_channels = g.group_channels(band.group);
+      if (group_channels == 0) continue;
+      kernels.prepare(band, band.y0 * g.s, band.y1 * g.s);
+      for (int64_t y = band.y0; y < band.y1; ++y) {
+        const int64_t yb = y - band.y0;
+        const TapRange dys = taps_reading_from(g, y);
+        for (int64_t a = 0; a < g.s; ++a) {
+          // The taps whose input row is inside the map, all at once.
+          for (int64_t tap = 0; tap < g.kk; ++tap) {
+            const int64_t dy = tap / g.k;
+            destinations[tap] = dy >= dys.lo && dy < dys.hi
+                                    ? loaded.data() + tap * g.OW
+                                    : nullptr;
+          }
+          kernels.load_row(band, y * g.s + a, destinations.data());
+          for (int64_t tap = dys.lo * g.k; tap < dys.hi * g.k; ++tap) {
+            simd.deinterleave_row(loaded.data() + tap * g.OW, g.W, g.s,
+                                  kernel_row(yb, a, 0, tap), g.kk * g.W);
+          }
+        }
+        for (int64_t t = 0; t < (dys.hi - dys.lo) * g.k; ++t) {
+          const int64_t tap = dys.lo * g.k + t;
+          for (int64_t a = 0; a < g.s; ++a) {
+            for (int64_t b = 0; b < g.s; ++b) {
+              kernel_terms[((yb * g.s + a) * g.s + b) * g.kk + t] =
+                  kernel_row(yb, a, b, tap);
+            }
+          }
+          for (int64_t ci = 0; ci < tile; ++ci) {
+            feature_terms[(yb * tile + ci) * g.kk + t] =
+                feature_rows.data() +
+                (ci * window + yb + tap / g.k) * padded + tap % g.k;
+          }
+        }
+      }
+      for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
+        const int64_t channels = std::min(tile, group_channels - c0);
+        const int64_t c_first = band.group * g.Cg + c0;
+        prefetch_next_tile(g, features, bands, unit, end, c0, tile);
+        for (int64_t ci = 0; ci < channels; ++ci) {
+          load_padded_rows(g, features, band, c_first + ci,
+                           feature_rows.data() + ci * window * padded);
+        }
+        for (int64_t y = band.y0; y < band.y1; ++y) {
+          const int64_t yb = y - band.y0;
+          const TapRange dys = taps_reading_from(g, y);
+          for (int64_t a = 0; a < g.s; ++a) {
+            for (int64_t q = 0; q < channels; ++q) {
+              if constexpr (widened) {
+                out[q] = widened_rows.data() + q * g.OW;
+              } else {
+                out[q] = g.output_row(output, band.n, c_first + q,
+                                      y * g.s + a);
+              }
+            }
+            RowProducts<acc_t> products{
+                kernel_terms.data() + (yb * g.s + a) * g.s * g.kk,
+                g.kk,
+                feature_terms.data() + yb * tile * g.kk,
+                g.kk,
+                out.data(),
+                g.s,
+                channels,
+                (dys.hi - dys.lo) * g.k,
+                g.W,
+                false};
+            products.stream = stream;
+            products.interleave = static_cast<int>(g.s);
+            simd.sum_products(products);
+            if constexpr (widened) {
+              for (int64_t q = 0; q < channels; ++q) {
+                narrow_row(out[q], g.OW,
+                           g.output_row(output, band.n, c_first + q,
+                                        y * g.s + a));
+              }
+            }
+          }
+        }
+      }
+    }
+    if (stream) stream_fence();
+  });
+}
+
 // `source` makes, once per thread, a loader of the reassembly kernels (see
 // StoredKernels below and DLU's SampledKernels).
 template <typename scalar_t, typename KernelSource>
 void forward_kernel(const Geometry& g, const scalar_t* features,
                     const KernelSource& source, scalar_t* output) {
+  if (forward_in_phases(
+          g, simd_kernels<at::opmath_type<scalar_t>>().max_lhs_rows)) {
+    return forward_phases_kernel(g, features, source, output);
+  }
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),

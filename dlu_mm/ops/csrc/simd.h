@@ -7,9 +7,12 @@
  * attributes; the "x86-64-v4" names need GCC >= 12).
  *
  *   sum_products():   out[p][q][j] (+)= sum_t lhs[p][t][j] * rhs[q][t][j]
- *                     (all reassembly directions reduce to this);
+ *                     (all reassembly directions reduce to this; at s = 4
+ *                     the forward's blocks interleave 4 column phases as
+ *                     they store, RowProducts::interleave);
  *   upsample_row() / downsample_row(): nearest widening of a feature row
  *                     and the matching sums of s neighbours;
+ *   deinterleave_row(): a row's s column phases as rows of their own;
  *   sample_row():     DLU's bilinear kernel sampling of one kernel-space tap
  *                     at a row of sampling points;
  *   sampling_grads(): its backward for a row of pixels (coordinates'
@@ -77,6 +80,10 @@ inline Isa cpu_isa() {
 // p >= P/2 terms [shared_begin, terms); lhs pointers outside a row's range
 // are never read. (Two output rows whose windows overlap by the shared
 // terms, computed as one block: see the forward pass.)
+// Interleave S = 4 (P = 4, not accumulating): the lhs rows are the phases
+// b < 4 of one output row, and the sums of lhs row b, rhs row q go to the
+// columns j*4 + b of out[q] (rows of 4n): the forward pass in phase space
+// (forward_phases_kernel).
 template <typename acc_t>
 struct RowProducts {
   const acc_t* const* lhs;
@@ -92,6 +99,7 @@ struct RowProducts {
   // instruction set and the address allow (AVX-512, 64-byte aligned, not
   // accumulating), else normal ones; see streams_output().
   bool stream = false;
+  int interleave = 1;  // 1 or 4
 };
 
 constexpr int64_t kMaxLhsRows = 4;
@@ -140,6 +148,60 @@ inline __attribute__((always_inline)) void chunk_terms(
   }
 }
 
+// Lane shuffles of a vector type: zip(a, b) = (a0 b0 a1 b1 ..., the same
+// of the upper halves); unzip(a, b) = (a0 a2 ... b0 b2 ..., a1 a3 ...
+// b1 b3 ...), its inverse.
+template <typename acc_t, int kBytes>
+struct Shuffles {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  using index_t = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  typedef index_t mask __attribute__((vector_size(kBytes)));
+  static constexpr int lanes = kBytes / sizeof(acc_t);
+
+  static inline __attribute__((always_inline)) mask zip_mask(int half) {
+    mask m;
+    for (int i = 0; i < lanes; ++i) {
+      m[i] = (i % 2 ? lanes : 0) + half * lanes / 2 + i / 2;
+    }
+    return m;
+  }
+  static inline __attribute__((always_inline)) mask unzip_mask(int odd) {
+    mask m;
+    for (int i = 0; i < lanes; ++i) m[i] = 2 * i + odd;
+    return m;
+  }
+  static inline __attribute__((always_inline)) void zip(vec a, vec b,
+                                                        vec& lo, vec& hi) {
+    lo = __builtin_shuffle(a, b, zip_mask(0));
+    hi = __builtin_shuffle(a, b, zip_mask(1));
+  }
+  static inline __attribute__((always_inline)) void unzip(vec a, vec b,
+                                                          vec& even,
+                                                          vec& odd) {
+    even = __builtin_shuffle(a, b, unzip_mask(0));
+    odd = __builtin_shuffle(a, b, unzip_mask(1));
+  }
+  // out: the 4 vectors of columns x*4 + b (x over in's lanes), in[b] the
+  // phase-b values.
+  static inline __attribute__((always_inline)) void interleave4(
+      const vec (&in)[4], vec (&out)[4]) {
+    vec t0, t1, t2, t3;
+    zip(in[0], in[2], t0, t1);  // phases 0 and 2, alternating
+    zip(in[1], in[3], t2, t3);
+    zip(t0, t2, out[0], out[1]);
+    zip(t1, t3, out[2], out[3]);
+  }
+  // The inverse: in the 4 vectors of columns x*4 + b, out[b] phase b.
+  static inline __attribute__((always_inline)) void deinterleave4(
+      const vec (&in)[4], vec (&out)[4]) {
+    vec e0, o0, e1, o1;
+    unzip(in[0], in[1], e0, o0);  // phases 0 and 2 / 1 and 3
+    unzip(in[2], in[3], e1, o1);
+    unzip(e0, e1, out[0], out[2]);
+    unzip(o0, o1, out[1], out[3]);
+  }
+};
+
 // A non-temporal store of one 64-byte vector to 64-byte aligned dst (AVX-512
 // builds only: the instruction is written out, as GCC's intrinsic cannot be
 // inlined into these target-generic templates). Such stores bypass the
@@ -162,8 +224,24 @@ inline void stream_fence() {
 #endif
 }
 
+// Stores a sum to dst (64-byte vectors aligned to 64 bytes streamed where
+// asked, see RowProducts::stream).
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) void store_sum(
+    const RowProducts<acc_t>& rp, acc_t* dst,
+    const typename Vec<acc_t, kBytes>::type& sum) {
+  if constexpr (kBytes == 64) {
+    if (rp.stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+      stream_store(dst, sum);
+      return;
+    }
+  }
+  __builtin_memcpy(dst, &sum, kBytes);
+}
+
 // Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers.
-template <typename acc_t, int kBytes, int P, int Q, int V, bool Split>
+template <typename acc_t, int kBytes, int P, int Q, int V, bool Split,
+          int S = 1>
 inline __attribute__((always_inline)) void products_chunk(
     const RowProducts<acc_t>& rp, int64_t j0) {
   using vec = typename Vec<acc_t, kBytes>::type;
@@ -180,6 +258,25 @@ inline __attribute__((always_inline)) void products_chunk(
   } else {
     chunk_terms<acc_t, kBytes, P, Q, V, 0, P>(rp, j0, 0, rp.terms, acc);
   }
+  if constexpr (S == 4) {  // phases b to the columns j*4 + b
+    static_assert(P == 4, "interleaved blocks hold the 4 phases of a row");
+    #pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      #pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) {
+        const vec phases[4] = {acc[0][q][v], acc[1][q][v], acc[2][q][v],
+                               acc[3][q][v]};
+        vec columns[4];
+        Shuffles<acc_t, kBytes>::interleave4(phases, columns);
+        acc_t* dst = rp.out[q] + (j0 + v * lanes) * 4;
+        #pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) {
+          store_sum<acc_t, kBytes>(rp, dst + b * lanes, columns[b]);
+        }
+      }
+    }
+    return;
+  }
   #pragma GCC unroll 8
   for (int p = 0; p < P; ++p) {
     #pragma GCC unroll 8
@@ -192,20 +289,14 @@ inline __attribute__((always_inline)) void products_chunk(
           __builtin_memcpy(&old, dst, kBytes);
           acc[p][q][v] += old;
         }
-        if constexpr (kBytes == 64) {
-          if (rp.stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
-            stream_store(dst, acc[p][q][v]);
-            continue;
-          }
-        }
-        __builtin_memcpy(dst, &acc[p][q][v], kBytes);
+        store_sum<acc_t, kBytes>(rp, dst, acc[p][q][v]);
       }
     }
   }
 }
 
 // One column j of a P x Q block.
-template <typename acc_t, int P, int Q, bool Split>
+template <typename acc_t, int P, int Q, bool Split, int S = 1>
 inline __attribute__((always_inline)) void products_column(
     const RowProducts<acc_t>& rp, int64_t j) {
   acc_t acc[P][Q] = {};
@@ -226,13 +317,18 @@ inline __attribute__((always_inline)) void products_column(
   for (int p = 0; p < P; ++p) {
     #pragma GCC unroll 8
     for (int q = 0; q < Q; ++q) {
+      if constexpr (S == 4) {
+        rp.out[q][j * 4 + p] = acc[p][q];
+        continue;
+      }
       acc_t* dst = rp.out[p * Q + q] + j;
       *dst = rp.accumulate ? *dst + acc[p][q] : acc[p][q];
     }
   }
 }
 
-template <typename acc_t, int kBytes, int P, int Q, bool Split = false>
+template <typename acc_t, int kBytes, int P, int Q, bool Split = false,
+          int S = 1>
 inline __attribute__((always_inline)) void products_block(
     const RowProducts<acc_t>& call) {
   // A local copy: the sums are stored with memcpy, which may alias any
@@ -247,30 +343,30 @@ inline __attribute__((always_inline)) void products_block(
   constexpr int V = std::clamp(registers / (Q * (P + 1)), 1, 4);
   int64_t j0 = 0;
   for (; j0 + V * lanes <= rp.n; j0 += V * lanes) {
-    products_chunk<acc_t, kBytes, P, Q, V, Split>(rp, j0);
+    products_chunk<acc_t, kBytes, P, Q, V, Split, S>(rp, j0);
   }
   for (; j0 + lanes <= rp.n; j0 += lanes) {
-    products_chunk<acc_t, kBytes, P, Q, 1, Split>(rp, j0);
+    products_chunk<acc_t, kBytes, P, Q, 1, Split, S>(rp, j0);
   }
   if (j0 < rp.n && rp.n >= lanes && !rp.accumulate) {
     // Recompute the last full vector: the overlapping columns get the same
     // values from the same operations, so this is exact.
-    products_chunk<acc_t, kBytes, P, Q, 1, Split>(rp, rp.n - lanes);
+    products_chunk<acc_t, kBytes, P, Q, 1, Split, S>(rp, rp.n - lanes);
     return;
   }
-  for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q, Split>(rp, j0);
+  for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q, Split, S>(rp, j0);
 }
 
-template <typename acc_t, int kBytes, int P, bool Split = false>
+template <typename acc_t, int kBytes, int P, bool Split = false, int S = 1>
 inline __attribute__((always_inline)) void products_lhs_rows(
     const RowProducts<acc_t>& rp) {
   static_assert(kMaxRhsRows == 5, "update the cases below");
   switch (rp.Q) {
-    case 1: return products_block<acc_t, kBytes, P, 1, Split>(rp);
-    case 2: return products_block<acc_t, kBytes, P, 2, Split>(rp);
-    case 3: return products_block<acc_t, kBytes, P, 3, Split>(rp);
-    case 4: return products_block<acc_t, kBytes, P, 4, Split>(rp);
-    case 5: return products_block<acc_t, kBytes, P, 5, Split>(rp);
+    case 1: return products_block<acc_t, kBytes, P, 1, Split, S>(rp);
+    case 2: return products_block<acc_t, kBytes, P, 2, Split, S>(rp);
+    case 3: return products_block<acc_t, kBytes, P, 3, Split, S>(rp);
+    case 4: return products_block<acc_t, kBytes, P, 4, Split, S>(rp);
+    case 5: return products_block<acc_t, kBytes, P, 5, Split, S>(rp);
   }
   TORCH_CHECK(false, "dlu_mm._ext: unsupported product block Q=", rp.Q);
 }
@@ -279,6 +375,11 @@ template <typename acc_t, int kBytes>
 inline __attribute__((always_inline)) void products_any(
     const RowProducts<acc_t>& rp) {
   static_assert(kMaxLhsRows == 4, "update the cases below");
+  if (rp.interleave == 4) {
+    TORCH_CHECK(rp.P == 4, "dlu_mm._ext: unsupported interleaved block P=",
+                rp.P);
+    return products_lhs_rows<acc_t, kBytes, 4, false, 4>(rp);
+  }
   if (rp.split) {  // two halves of P/2 lhs rows
     switch (rp.P) {
       case 2: return products_lhs_rows<acc_t, kBytes, 2, true>(rp);
@@ -328,6 +429,33 @@ inline __attribute__((always_inline)) void upsample_row_impl(
     }
   }
   std::fill(dst + s * W, dst + s * W + border, acc_t(0));
+}
+
+// The phases of a row: dst[b*stride + x] = src[x*s + b] for b < s, x < W
+// (the forward pass's kernel rows in phase space; vectorised at s = 4).
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) void deinterleave_row_impl(
+    const acc_t* __restrict src, int64_t W, int64_t s,
+    acc_t* __restrict dst, int64_t stride) {
+  using shuffles = Shuffles<acc_t, kBytes>;
+  using vec = typename shuffles::vec;
+  constexpr int lanes = shuffles::lanes;
+  int64_t x = 0;
+  for (; s == 4 && x + lanes <= W; x += lanes) {
+    vec in[4], out[4];
+    #pragma GCC unroll 4
+    for (int b = 0; b < 4; ++b) {
+      __builtin_memcpy(&in[b], src + x * 4 + b * lanes, kBytes);
+    }
+    shuffles::deinterleave4(in, out);
+    #pragma GCC unroll 4
+    for (int b = 0; b < 4; ++b) {
+      __builtin_memcpy(dst + b * stride + x, &out[b], kBytes);
+    }
+  }
+  for (; x < W; ++x) {
+    for (int64_t b = 0; b < s; ++b) dst[b * stride + x] = src[x * s + b];
+  }
 }
 
 // dst[x] = sum_{b < S} src[x*S + b], added left to right, S a compile-time
@@ -487,6 +615,8 @@ struct SimdKernels {
   void (*upsample_row)(const acc_t* x, int64_t W, int64_t s, int64_t border,
                        acc_t* u);
   void (*downsample_row)(const acc_t* src, int64_t W, int64_t s, acc_t* dst);
+  void (*deinterleave_row)(const acc_t* src, int64_t W, int64_t s,
+                           acc_t* dst, int64_t stride);
   void (*shifted_sum)(const acc_t* rows, int64_t count, int64_t stride,
                       int64_t n, int64_t shift0, int64_t step, acc_t* dst);
   void (*sampling_grads)(const SamplingGradRow<acc_t>&);
@@ -511,6 +641,12 @@ struct SimdKernels {
     downsample_row_impl<acc_t>(src, W, s, dst);                             \
   }                                                                         \
   template <typename acc_t>                                                 \
+  attributes void name##_deinterleave_row(const acc_t* src, int64_t W,      \
+                                          int64_t s, acc_t* dst,            \
+                                          int64_t stride) {                 \
+    deinterleave_row_impl<acc_t, bytes>(src, W, s, dst, stride);            \
+  }                                                                         \
+  template <typename acc_t>                                                 \
   attributes void name##_shifted_sum(const acc_t* rows, int64_t count,      \
                                      int64_t stride, int64_t n,             \
                                      int64_t shift0, int64_t step,          \
@@ -525,7 +661,8 @@ struct SimdKernels {
   template <typename acc_t>                                                 \
   constexpr SimdKernels<acc_t> name##_kernels() {                           \
     return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
-            &name##_downsample_row<acc_t>, &name##_shifted_sum<acc_t>,      \
+            &name##_downsample_row<acc_t>, &name##_deinterleave_row<acc_t>, \
+            &name##_shifted_sum<acc_t>,                                     \
             &name##_sampling_grads<acc_t>,                                  \
             lhs_rows};                                                      \
   }

@@ -325,9 +325,9 @@ void load_feature_rows(const Geometry& g, const scalar_t* features,
 }
 
 // Asks for the input rows [y0 - r, y1 + r) of channels [c_begin, c_end)
-// of a band in L2, ahead of their loads: each channel's rows start a page
-// of their own, where the hardware prefetchers start over, and a band's
-// rows are read once, when the previous channel tile's products are done.
+// of a band in L2, ahead of their loads: the rows of consecutive channels
+// lie a plane apart, so each channel's start a page of their own, where
+// the hardware prefetchers start over.
 template <typename scalar_t>
 void prefetch_feature_rows(const Geometry& g, const scalar_t* features,
                            const Band& band, int64_t c_begin, int64_t c_end) {

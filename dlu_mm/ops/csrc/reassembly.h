@@ -401,6 +401,31 @@ constexpr int64_t kChannelBlock = 16;
 // ---------------------------------------------------------------------------
 // Forward.
 
+// Loads, through a KernelSource's loader, the kernel rows of a band's
+// output rows y*s + a (y in the band), of the taps whose input row is
+// inside the map, all taps of a row at once: to destination(y - y0, a,
+// tap); then calls loaded(y - y0, a, taps) with the row's TapRange.
+template <typename Loader, typename Destination, typename Loaded,
+          typename acc_t>
+void load_band_kernels(const Geometry& g, const Band& band, Loader& kernels,
+                       std::vector<acc_t*>& destinations,
+                       Destination&& destination, Loaded&& loaded) {
+  kernels.prepare(band, band.y0 * g.s, band.y1 * g.s);
+  for (int64_t y = band.y0; y < band.y1; ++y) {
+    const TapRange dys = taps_reading_from(g, y);
+    for (int64_t a = 0; a < g.s; ++a) {
+      for (int64_t tap = 0; tap < g.kk; ++tap) {
+        const int64_t dy = tap / g.k;
+        destinations[tap] = dy >= dys.lo && dy < dys.hi
+                                ? destination(y - band.y0, a, tap)
+                                : nullptr;
+      }
+      kernels.load_row(band, y * g.s + a, destinations.data());
+      loaded(y - band.y0, a, dys);
+    }
+  }
+}
+
 // Loads the input rows [y0 - r, y1 + r) of channel c that lie inside the
 // map as padded rows P[t] = X[row][t - r], t < W + 2r (zero outside the
 // row): row y0 - r + m goes to rows + m*(W + 2r).
@@ -485,24 +510,20 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
       const Band band = bands[unit];
       const int64_t group_channels = g.group_channels(band.group);
       if (group_channels == 0) continue;
-      kernels.prepare(band, band.y0 * g.s, band.y1 * g.s);
+      load_band_kernels(
+          g, band, kernels, destinations,
+          [&](int64_t, int64_t, int64_t tap) {
+            return loaded.data() + tap * g.OW;
+          },
+          [&](int64_t yb, int64_t a, const TapRange& dys) {
+            for (int64_t tap = dys.lo * g.k; tap < dys.hi * g.k; ++tap) {
+              simd.deinterleave_row(loaded.data() + tap * g.OW, g.W, g.s,
+                                    kernel_row(yb, a, 0, tap), g.kk * g.W);
+            }
+          });
       for (int64_t y = band.y0; y < band.y1; ++y) {
         const int64_t yb = y - band.y0;
         const TapRange dys = taps_reading_from(g, y);
-        for (int64_t a = 0; a < g.s; ++a) {
-          // The taps whose input row is inside the map, all at once.
-          for (int64_t tap = 0; tap < g.kk; ++tap) {
-            const int64_t dy = tap / g.k;
-            destinations[tap] = dy >= dys.lo && dy < dys.hi
-                                    ? loaded.data() + tap * g.OW
-                                    : nullptr;
-          }
-          kernels.load_row(band, y * g.s + a, destinations.data());
-          for (int64_t tap = dys.lo * g.k; tap < dys.hi * g.k; ++tap) {
-            simd.deinterleave_row(loaded.data() + tap * g.OW, g.W, g.s,
-                                  kernel_row(yb, a, 0, tap), g.kk * g.W);
-          }
-        }
         for (int64_t t = 0; t < (dys.hi - dys.lo) * g.k; ++t) {
           const int64_t tap = dys.lo * g.k + t;
           for (int64_t a = 0; a < g.s; ++a) {
@@ -618,20 +639,8 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
       const Band band = bands[unit];
       const int64_t group_channels = g.group_channels(band.group);
       if (group_channels == 0) continue;
-      kernels.prepare(band, band.y0 * g.s, band.y1 * g.s);
-      for (int64_t y = band.y0; y < band.y1; ++y) {
-        const int64_t yb = y - band.y0;
-        const TapRange dys = taps_reading_from(g, y);
-        for (int64_t a = 0; a < g.s; ++a) {
-          // The taps whose input row is inside the map, all at once.
-          for (int64_t tap = 0; tap < g.kk; ++tap) {
-            const int64_t dy = tap / g.k;
-            destinations[tap] =
-                dy >= dys.lo && dy < dys.hi ? kernel_row(yb, a, tap) : nullptr;
-          }
-          kernels.load_row(band, y * g.s + a, destinations.data());
-        }
-      }
+      load_band_kernels(g, band, kernels, destinations, kernel_row,
+                        [](int64_t, int64_t, const TapRange&) {});
       row_groups.clear();
       for (int64_t y = band.y0; y < band.y1; y += pair) {
         const int64_t gi = static_cast<int64_t>(row_groups.size());

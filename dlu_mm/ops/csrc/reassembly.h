@@ -593,11 +593,11 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
 template <typename scalar_t, typename KernelSource>
 void forward_kernel(const Geometry& g, const scalar_t* features,
                     const KernelSource& source, scalar_t* output) {
-  if (forward_in_phases(
-          g, simd_kernels<at::opmath_type<scalar_t>>().max_lhs_rows)) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
+  if (forward_in_phases(g, lhs_rows)) {
     return forward_phases_kernel(g, features, source, output);
   }
-  using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
                       at::get_num_threads());
@@ -605,7 +605,6 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t tile = std::min(kForwardChannelTile, g.Cg);
   const auto sum_products = simd_kernels<acc_t>().sum_products;
-  const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
   // Output row blocks computed together (RowGroup): a pair's 2s output rows
   // are one split block of sum_products(), each row summing its own taps in
   // the same order as alone, so the results do not depend on the pairing.

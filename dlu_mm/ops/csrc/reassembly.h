@@ -486,18 +486,25 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
   const int64_t tile = std::min(kForwardChannelTile, g.Cg);
   const bool stream =
       !widened && streams_output(g.N * g.C * g.OH * g.OW * sizeof(scalar_t));
+  // Terms over the taps of input row y, t = tap - lo*k (lo its first tap
+  // row): kernel row t is t rows past the first; feature row t is window
+  // row t / k past the first, shifted by t % k.
+  std::vector<int64_t> kernel_offsets(g.kk), feature_offsets(g.kk);
+  for (int64_t t = 0; t < g.kk; ++t) {
+    kernel_offsets[t] = t * g.W;
+    feature_offsets[t] = t / g.k * padded + t % g.k;
+  }
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel phase rows [y - y0][a][b][tap] of W; one output row's kernel
     // rows as loaded [tap] of sW; padded feature rows [channel][window
-    // row]; term lists over the taps of input row y, t = tap - lo*k (lo
-    // its first tap row): kernel rows [y - y0][a][b][t], feature rows
-    // [y - y0][channel][t].
+    // row]; the first rows of a call's terms: kernel rows [b], feature
+    // rows [channel].
     std::vector<acc_t> kernel_rows(B * g.s * g.kk * g.OW);
     std::vector<acc_t> loaded(g.kk * g.OW);
     std::vector<acc_t> feature_rows(tile * window * padded);
     std::vector<acc_t> widened_rows(widened ? tile * g.OW : 0);
-    std::vector<const acc_t*> kernel_terms(B * g.s * g.s * g.kk);
-    std::vector<const acc_t*> feature_terms(B * tile * g.kk);
+    std::vector<const acc_t*> kernel_bases(g.s);
+    std::vector<const acc_t*> feature_bases(tile);
     std::vector<acc_t*> out(tile);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
@@ -521,24 +528,6 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
                                     kernel_row(yb, a, 0, tap), g.kk * g.W);
             }
           });
-      for (int64_t y = band.y0; y < band.y1; ++y) {
-        const int64_t yb = y - band.y0;
-        const TapRange dys = taps_reading_from(g, y);
-        for (int64_t t = 0; t < (dys.hi - dys.lo) * g.k; ++t) {
-          const int64_t tap = dys.lo * g.k + t;
-          for (int64_t a = 0; a < g.s; ++a) {
-            for (int64_t b = 0; b < g.s; ++b) {
-              kernel_terms[((yb * g.s + a) * g.s + b) * g.kk + t] =
-                  kernel_row(yb, a, b, tap);
-            }
-          }
-          for (int64_t ci = 0; ci < tile; ++ci) {
-            feature_terms[(yb * tile + ci) * g.kk + t] =
-                feature_rows.data() +
-                (ci * window + yb + tap / g.k) * padded + tap % g.k;
-          }
-        }
-      }
       for (int64_t c0 = 0; c0 < group_channels; c0 += tile) {
         const int64_t channels = std::min(tile, group_channels - c0);
         const int64_t c_first = band.group * g.Cg + c0;
@@ -550,7 +539,14 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
         for (int64_t y = band.y0; y < band.y1; ++y) {
           const int64_t yb = y - band.y0;
           const TapRange dys = taps_reading_from(g, y);
+          for (int64_t ci = 0; ci < channels; ++ci) {
+            feature_bases[ci] =
+                feature_rows.data() + (ci * window + yb + dys.lo) * padded;
+          }
           for (int64_t a = 0; a < g.s; ++a) {
+            for (int64_t b = 0; b < g.s; ++b) {
+              kernel_bases[b] = kernel_row(yb, a, b, dys.lo * g.k);
+            }
             for (int64_t q = 0; q < channels; ++q) {
               if constexpr (widened) {
                 out[q] = widened_rows.data() + q * g.OW;
@@ -560,10 +556,10 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
               }
             }
             RowProducts<acc_t> products{
-                kernel_terms.data() + (yb * g.s + a) * g.s * g.kk,
-                g.kk,
-                feature_terms.data() + yb * tile * g.kk,
-                g.kk,
+                kernel_bases.data(),
+                kernel_offsets.data(),
+                feature_bases.data(),
+                feature_offsets.data(),
                 out.data(),
                 g.s,
                 channels,
@@ -614,18 +610,27 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   // Half types are stored through narrow_row(), not streamed.
   const bool stream =
       !widened && streams_output(g.N * g.C * g.OH * g.OW * sizeof(scalar_t));
+  // A row group's terms run over the window rows it reads, t = (m - first
+  // window row)*k + dx: kernel row t is t rows past the group's first (of
+  // each output row, see below), feature row t is window row t / k past
+  // the first, shifted by s*(t % k).
+  std::vector<int64_t> kernel_offsets(max_terms), feature_offsets(max_terms);
+  for (int64_t t = 0; t < max_terms; ++t) {
+    kernel_offsets[t] = t * g.OW;
+    feature_offsets[t] = t / g.k * g.span + g.s * (t % g.k);
+  }
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel rows [y - y0][a][tap]; upsampled feature rows
-    // [channel][window row]; per row group, term lists over the window
-    // rows it reads, t = (m - first window row)*k + dx: kernel rows
-    // [group][y - group's y][a][t] and shifted feature rows
-    // [group][channel][t].
+    // [channel][window row]; per row group, the rows of its term 0:
+    // kernel rows [group][y - group's y][a] (of the tap row it would read
+    // from window row m0 -- one before its first for the second block of
+    // a pair) and feature rows [group][channel].
     std::vector<acc_t> kernel_rows(B * g.s * g.kk * g.OW);
     std::vector<acc_t> feature_rows(tile * window * g.span);
     std::vector<acc_t> widened_rows(
         widened ? std::max(g.W, kMaxLhsRows * tile * g.OW) : 0);
-    std::vector<const acc_t*> kernel_terms(groups * pair * g.s * max_terms);
-    std::vector<const acc_t*> feature_terms(groups * tile * max_terms);
+    std::vector<const acc_t*> kernel_bases(groups * pair * g.s);
+    std::vector<const acc_t*> feature_bases(groups * tile);
     std::vector<RowGroup> row_groups;  // the band's
     std::vector<acc_t*> out(kMaxLhsRows * tile);
     std::vector<acc_t*> destinations(g.kk);
@@ -646,23 +651,17 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
         const RowGroup& group = row_groups.emplace_back(
             g, band, y, std::min(pair, band.y1 - y));
         const int64_t m0 = group.window_lo;
-        for (int64_t m = m0; m < group.window_hi; ++m) {
-          for (int64_t dx = 0; dx < g.k; ++dx) {
-            const int64_t t = (m - m0) * g.k + dx;
-            for (int64_t ci = 0; ci < tile; ++ci) {
-              feature_terms[(gi * tile + ci) * max_terms + t] =
-                  feature_rows.data() + (ci * window + m) * g.span + g.s * dx;
-            }
-            for (int64_t i = 0; i < group.count; ++i) {
-              const int64_t dy = m - (group.yb + i);
-              const bool reads = dy >= group.reads[i].lo &&
-                                 dy < group.reads[i].hi;
-              for (int64_t a = 0; a < g.s; ++a) {
-                kernel_terms[((gi * pair + i) * g.s + a) * max_terms + t] =
-                    reads ? kernel_row(group.yb + i, a, dy * g.k + dx)
-                          : nullptr;
-              }
-            }
+        for (int64_t ci = 0; ci < tile; ++ci) {
+          feature_bases[gi * tile + ci] =
+              feature_rows.data() + (ci * window + m0) * g.span;
+        }
+        for (int64_t i = 0; i < group.count; ++i) {
+          // Tap row m0 - (yb + i) of block i: >= 0 for the first, >= -1 for
+          // the second (whose rows follow the first's in kernel_rows).
+          const int64_t dy0 = m0 - (group.yb + i);
+          for (int64_t a = 0; a < g.s; ++a) {
+            kernel_bases[(gi * pair + i) * g.s + a] =
+                kernel_row(group.yb + i, a, 0) + dy0 * g.k * g.OW;
           }
         }
       }
@@ -700,10 +699,10 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
               }
             }
             RowProducts<acc_t> products{
-                kernel_terms.data() + (gi * pair * g.s + p0) * max_terms,
-                max_terms,
-                feature_terms.data() + gi * tile * max_terms,
-                max_terms,
+                kernel_bases.data() + gi * pair * g.s + p0,
+                kernel_offsets.data(),
+                feature_bases.data() + gi * tile,
+                feature_offsets.data(),
                 out.data(),
                 rows,
                 channels,
@@ -758,11 +757,20 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   const int64_t row_terms = g.k * g.s;  // (dy, a) of an input row
   const int64_t tile = std::min(kChannelTile, g.Cg);
   const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
+  // Terms (dy, a) of input row y, term = (dy - lo)*s + a: the dY row of
+  // term 0 is output row (y + r - lo)*s, term's is (dy - lo)*s rows
+  // before it, plus a (rows of OW, whether read in place or widened); the
+  // kernel row of term 0, tap column dx, is followed by term's at a stride
+  // of k rows.
+  std::vector<int64_t> grad_offsets(row_terms), kernel_offsets(row_terms);
+  for (int64_t term = 0; term < row_terms; ++term) {
+    grad_offsets[term] = (term % g.s - term / g.s * g.s) * g.OW;
+    kernel_offsets[term] = term * g.k * g.OW;
+  }
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // Kernel rows [y - y0][(dy*s + a)*k + dx]; for half types the tile's
     // dY rows widened, [channel][block - (y0 - r)][a]; F [channel][dx];
-    // term lists: dY rows [channel][term] and
-    // kernel rows [dx][term], term = (dy - lo)*s + a.
+    // the rows of term 0: dY rows [channel], kernel rows [dx].
     std::vector<acc_t> kernel_rows(B * row_terms * g.k * g.OW);
     std::vector<acc_t> grad_rows(widened ? tile * window * g.s * g.OW : 0);
     // F rows with r*s zeros on both sides (never written), so that their
@@ -772,8 +780,8 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
     std::vector<acc_t> products(tile * g.k * padded, acc_t(0));
     std::vector<acc_t> spread(g.OW);  // E
     std::vector<acc_t> row(widened ? g.W : 0);
-    std::vector<const acc_t*> grad_terms(tile * row_terms);
-    std::vector<const acc_t*> kernel_terms(g.k * row_terms);
+    std::vector<const acc_t*> grad_bases(tile);
+    std::vector<const acc_t*> kernel_bases(g.k);
     std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
     std::vector<acc_t*> destinations(g.kk);
     auto kernels = source.loader();
@@ -835,18 +843,11 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
         for (int64_t y = band.y0; y < band.y1; ++y) {
           const TapRange dys = taps_reaching(g, y);
           const int64_t terms = (dys.hi - dys.lo) * g.s;
-          for (int64_t dy = dys.lo; dy < dys.hi; ++dy) {
-            for (int64_t a = 0; a < g.s; ++a) {
-              const int64_t term = (dy - dys.lo) * g.s + a;
-              for (int64_t ci = 0; ci < channels; ++ci) {
-                grad_terms[ci * row_terms + term] =
-                    grad_row(ci, y + g.r - dy, a);
-              }
-              for (int64_t dx = 0; dx < g.k; ++dx) {
-                kernel_terms[dx * row_terms + term] =
-                    kernel_row(band.y0, y, dy, a, dx);
-              }
-            }
+          for (int64_t ci = 0; ci < channels; ++ci) {
+            grad_bases[ci] = grad_row(ci, y + g.r - dys.lo, 0);
+          }
+          for (int64_t dx = 0; dx < g.k; ++dx) {
+            kernel_bases[dx] = kernel_row(band.y0, y, dys.lo, 0, dx);
           }
           for_each_dx_tile(g.k, [&](int64_t dx0, int64_t cols) {
             for (int64_t p = 0; p < channels; ++p) {
@@ -855,10 +856,10 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                     products.data() + (p * g.k + dx0 + q) * padded + pad;
               }
             }
-            simd.sum_products({grad_terms.data(), row_terms,
-                               kernel_terms.data() + dx0 * row_terms,
-                               row_terms, out.data(), channels, cols, terms,
-                               g.OW, false});
+            simd.sum_products({grad_bases.data(), grad_offsets.data(),
+                               kernel_bases.data() + dx0,
+                               kernel_offsets.data(), out.data(), channels,
+                               cols, terms, g.OW, false});
           });
           for (int64_t ci = 0; ci < channels; ++ci) {
             // E[r*s + u] = sum_dx F_dx[u + (r - dx)*s], then
@@ -902,17 +903,25 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   const auto sum_products = simd_kernels<acc_t>().sum_products;
   const int64_t lhs_rows = simd_kernels<acc_t>().max_lhs_rows;
   const int64_t pair = rows_per_group(g, lhs_rows);
+  // The terms are the block's channels: the dY row of channel ci is
+  // channel 0's plus ci planes (read in place) or ci rows (widened, see
+  // grad_rows below); its feature row is channel 0's plus ci windows.
+  std::vector<int64_t> grad_offsets(block), feature_offsets(block);
+  for (int64_t ci = 0; ci < block; ++ci) {
+    grad_offsets[ci] = ci * (widened ? g.OW : g.OH * g.OW);
+    feature_offsets[ci] = ci * window * g.span;
+  }
   at::parallel_for(0, bands.count, 1, [&](int64_t begin, int64_t end) {
     // dK rows of the band [y - y0][a][tap]; upsampled feature rows
-    // [channel][window row]; term lists (t = channel of the block):
-    // output-gradient rows [y - y0][a][channel] and shifted feature rows
-    // [dx][channel] of the current (y, dy).
+    // [channel][window row]; for half types the block's dY rows widened,
+    // [y - y0][a][channel]; the rows of channel 0: output-gradient rows
+    // [y - y0][a] and shifted feature rows [dx] of the current (y, dy).
     std::vector<acc_t> grad_kernel_rows(B * g.s * g.kk * g.OW);
     std::vector<acc_t> feature_rows(block * window * g.span);
     std::vector<acc_t> grad_rows(widened ? block * B * g.s * g.OW : 0);
     std::vector<acc_t> widened_row(widened ? g.W : 0);
-    std::vector<const acc_t*> grad_terms(B * g.s * block);
-    std::vector<const acc_t*> feature_terms(g.k * block);
+    std::vector<const acc_t*> grad_bases(B * g.s);
+    std::vector<const acc_t*> feature_bases(g.k);
     std::vector<acc_t*> out(kMaxLhsRows * kMaxRhsRows);
     std::vector<const acc_t*> taps(g.kk);
     auto writer = sink.writer();
@@ -926,19 +935,23 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
           const int64_t c = band.group * g.Cg + c0 + ci;
           load_feature_rows(g, features, band, c, widened_row.data(),
                             feature_rows.data() + ci * window * g.span);
-          for (int64_t y = band.y0; y < band.y1; ++y) {
-            for (int64_t a = 0; a < g.s; ++a) {
-              const int64_t slot = ((y - band.y0) * g.s + a) * block + ci;
-              const scalar_t* src =
-                  g.output_row(grad_output, band.n, c, y * g.s + a);
-              if constexpr (widened) {
-                acc_t* row = grad_rows.data() + slot * g.OW;
-                widen_row(src, g.OW, row);
-                grad_terms[slot] = row;
-              } else {
-                grad_terms[slot] = src;
+          if constexpr (widened) {
+            for (int64_t y = band.y0; y < band.y1; ++y) {
+              for (int64_t a = 0; a < g.s; ++a) {
+                const int64_t slot = ((y - band.y0) * g.s + a) * block + ci;
+                widen_row(g.output_row(grad_output, band.n, c, y * g.s + a),
+                          g.OW, grad_rows.data() + slot * g.OW);
               }
             }
+          }
+        }
+        for (int64_t R = 0; R < (band.y1 - band.y0) * g.s; ++R) {
+          if constexpr (widened) {
+            grad_bases[R] = grad_rows.data() + R * block * g.OW;
+          } else {
+            grad_bases[R] = g.output_row(grad_output, band.n,
+                                         band.group * g.Cg + c0,
+                                         band.y0 * g.s + R);
           }
         }
         for (int64_t y = band.y0; y < band.y1; y += pair) {
@@ -950,10 +963,7 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
             // it with tap row dy = m - R/s.
             const auto [first, last] = group.rows_reading(m);
             for (int64_t dx = 0; dx < g.k; ++dx) {
-              for (int64_t ci = 0; ci < channels; ++ci) {
-                feature_terms[dx * block + ci] = feature_rows.data() +
-                    (ci * window + m) * g.span + g.s * dx;
-              }
+              feature_bases[dx] = feature_rows.data() + m * g.span + g.s * dx;
             }
             for (int64_t R0 = first; R0 < last; R0 += lhs_rows) {
               const int64_t rows = std::min(lhs_rows, last - R0);
@@ -965,10 +975,10 @@ void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                         (R * g.kk + dy * g.k + dx0 + q) * g.OW;
                   }
                 }
-                sum_products({grad_terms.data() + R0 * block, block,
-                              feature_terms.data() + dx0 * block, block,
-                              out.data(), rows, cols, channels, g.OW,
-                              c0 > 0});
+                sum_products({grad_bases.data() + R0, grad_offsets.data(),
+                              feature_bases.data() + dx0,
+                              feature_offsets.data(), out.data(), rows, cols,
+                              channels, g.OW, c0 > 0});
               });
             }
           }

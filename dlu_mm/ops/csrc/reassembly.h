@@ -23,7 +23,7 @@
  *   * All three directions then reduce to one primitive, sum_products()
  *     (simd.h): for small blocks of output rows p < P, q < Q,
  *         out[p][q][j] (+)= sum_t lhs[p][t][j] * rhs[q][t][j]
- *     over lists of row pointers.
+ *     with a term's rows given by per-row bases plus an offset per term.
  *       forward: p = output row i of a block row, q = channel;
  *                t = (dy, dx), lhs = K rows, rhs = shifted U rows.
  *       dX:      a gather: for input row y and channel q,

@@ -349,7 +349,7 @@ inline __attribute__((always_inline)) void products_block(
     const RowProducts<acc_t>& call) {
   // A local copy: the sums are stored with memcpy, which may alias any
   // object the compiler cannot see the whole of, so reading the caller's
-  // struct would reload its fields (flags, strides, pointer tables) from
+  // struct would reload its fields (flags, row bases, offset tables) from
   // memory after every store.
   const RowProducts<acc_t> rp = call;
   constexpr int lanes = kBytes / sizeof(acc_t);

@@ -84,9 +84,9 @@ inline Isa cpu_isa() {
 // forward 1-8%, features gradient 8-11%, kernels gradient 2-5% faster).
 // Split (P even): the lhs rows are two halves with term ranges of their
 // own, the first half p < P/2 summing terms [0, shared_end), the second
-// p >= P/2 terms [shared_begin, terms); lhs rows outside a row's range
-// are never read, and its base plus those offsets need not be inside its
-// buffer. (Two output rows whose windows overlap by the shared terms,
+// p >= P/2 terms [shared_begin, terms); the offsets of terms outside a
+// row's range are never added to its base (its rows there need not
+// exist). (Two output rows whose windows overlap by the shared terms,
 // computed as one block: see the forward pass.)
 // Interleave S = 4 (P = 4, not accumulating): the lhs rows are the phases
 // b < 4 of one output row, and the sums of lhs row b, rhs row q go to the

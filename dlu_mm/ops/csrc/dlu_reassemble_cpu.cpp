@@ -42,6 +42,7 @@
  * AVX-512 in float32 16 pixels at a time (avx512_locate_row).
  */
 #include <limits>
+#include <memory>
 
 #include "ops.h"
 #include "reassembly.h"
@@ -258,14 +259,15 @@ int64_t padded_taps(int64_t kk) {
 }
 
 // The kernel space of every (image, group) tap-minor, in acc_t:
-// [(n*G + group)*H*W + cell][t < kkp], zero past k*k.
+// [(n*G + group)*H*W + cell][t < kkp], zero past k*k. Written once per
+// cell, padding included, into memory left uninitialised (zeroing it all
+// first was a third of this transposition's time).
 template <typename scalar_t>
-std::vector<at::opmath_type<scalar_t>> taps_innermost(const Geometry& g,
-                                                      const scalar_t* space,
-                                                      int64_t kkp) {
+std::unique_ptr<at::opmath_type<scalar_t>[]> taps_innermost(
+    const Geometry& g, const scalar_t* space, int64_t kkp) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t hw = g.H * g.W;
-  std::vector<acc_t> out(g.N * g.G * hw * kkp, acc_t(0));
+  std::unique_ptr<acc_t[]> out(new acc_t[g.N * g.G * hw * kkp]);
   // In blocks of cells whose kkp-wide rows stay in L1 while every tap is
   // written into them (one tap at a time over all cells would stream the
   // whole tap-minor array through the caches k*k times).
@@ -276,12 +278,16 @@ std::vector<at::opmath_type<scalar_t>> taps_innermost(const Geometry& g,
       const int64_t map = item / blocks;
       const int64_t first = item % blocks * kCells;
       const int64_t last = std::min(hw, first + kCells);
+      acc_t* cells = out.get() + map * hw * kkp;
       for (int64_t t = 0; t < g.kk; ++t) {
         const scalar_t* src = space + (map * g.kk + t) * hw;
-        acc_t* dst = out.data() + map * hw * kkp + t;
         for (int64_t cell = first; cell < last; ++cell) {
-          dst[cell * kkp] = static_cast<acc_t>(src[cell]);
+          cells[cell * kkp + t] = static_cast<acc_t>(src[cell]);
         }
+      }
+      for (int64_t cell = first; cell < last; ++cell) {
+        std::fill(cells + cell * kkp + g.kk, cells + (cell + 1) * kkp,
+                  acc_t(0));
       }
     }
   });
@@ -295,7 +301,7 @@ struct SpaceTapMinor {
   using acc_t = at::opmath_type<scalar_t>;
   const bool sampling = sampling_kernels<scalar_t>().sample_taps != nullptr;
   int64_t kkp;
-  std::vector<acc_t> values;
+  std::unique_ptr<acc_t[]> values;
 
   SpaceTapMinor(const Geometry& g, const at::Tensor& space, bool always)
       : kkp(padded_taps<acc_t>(g.kk)) {
@@ -304,7 +310,7 @@ struct SpaceTapMinor {
     }
   }
   const acc_t* for_sampling() const {
-    return sampling ? values.data() : nullptr;
+    return sampling ? values.get() : nullptr;
   }
 };
 
@@ -515,7 +521,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_reassemble_backward(
           SampledKernelGrads<scalar_t> sink{
               g,
               offsets.const_data_ptr<scalar_t>(),
-              space_t.values.data(),
+              space_t.values.get(),
               space_t.kkp,
               grad_space.mutable_data_ptr<scalar_t>(),
               grad_offsets.mutable_data_ptr<scalar_t>(),

@@ -24,14 +24,16 @@
  *   dO_y(i, j) = [py inside] * sum_t dK[t] * ((1-wx)(S10-S00) + wx(S11-S01))
  *   dS[t, corner] += weight(corner) * dK[t](i, j)  over all (i, j)
  * dO is per output pixel, written by the band that owns it. dS is a
- * scatter (a pixel may sample anywhere): each band adds into its own
- * partial sum, covering just the kernel-space rows its pixels sample, in
- * a fixed order; then every row of dS is the sum of the partials that
- * cover it, in band order. Both run with the taps innermost (the kernel
- * space and each row's dK transposed to [cell][tap]), so a pixel's four
- * corners are read and its four scatters written as whole vectors. The bands are sized for a constant thread count
- * (kAnyThreadCount), so the result is the same at any number of
- * threads, and nothing is added atomically.
+ * scatter (a pixel may sample anywhere): the output pixels of every block
+ * of a few input rows (SampledKernelGrads::kSumRows) add into a partial
+ * sum of their own, covering just the kernel-space rows they sample, in
+ * row order; then every row of dS is the sum of the partials that cover
+ * it, in block order. Both run with the taps innermost (the kernel space
+ * and each row's dK transposed to [cell][tap]), so a pixel's four corners
+ * are read and its four scatters written as whole vectors. The blocks do
+ * not depend on the thread count (the bands, sized and split for it, are
+ * made of whole blocks), so neither does the result, and nothing is added
+ * atomically.
  *
  * The forward pass and the features gradient sample each output row's
  * kernels for all the taps they need at once (SampledKernels::load_row);
@@ -323,20 +325,42 @@ struct PartialSum {
 };
 
 // From dK: the offsets' gradient (per output pixel) and the kernel space's
-// gradient (partial sums per band, added up in band order in finish()).
+// gradient (partial sums per block of rows, added up in block order in
+// finish()).
 template <typename scalar_t>
 struct SampledKernelGrads {
   using acc_t = at::opmath_type<scalar_t>;
+  // Input rows of output pixels per partial sum of the kernel space's
+  // gradient, where a band's scratch holds that many (else fewer): few
+  // enough that bands of whole blocks can share the rows out evenly among
+  // the threads (at H = 120, s=2: 30 blocks, 15 a thread; before, 15 bands
+  // of 8 rows fixed for any thread count gave one of 2 threads 64 rows and
+  // the other 56, 2-4% of this pass), and the partials' rows not much more
+  // than the 8-row bands' were (a partial covers its block's rows plus the
+  // offsets' reach).
+  static constexpr int64_t kSumRows = 4;
+
   const Geometry& g;
   const scalar_t* offsets;
   const acc_t* space_t;  // taps_innermost() of the kernel space
   int64_t kkp;
   scalar_t* grad_space;
   scalar_t* grad_offsets;
-  std::vector<PartialSum<acc_t>> partials;  // one per band
+  int64_t sum_rows = 1;        // input rows per block
+  int64_t blocks_per_map = 0;  // blocks per (image, group)
+  std::vector<PartialSum<acc_t>> partials;  // per (image, group, block)
 
-  int64_t banding_threads() const { return kAnyThreadCount; }
-  void start(const Banding& bands) { partials.resize(bands.count); }
+  // Rows per block for bands whose rows need `row_bytes` of scratch each;
+  // not a function of the thread count.
+  int64_t band_alignment(int64_t row_bytes) const {
+    return std::clamp<int64_t>(band_scratch_bytes() / row_bytes, 1,
+                               kSumRows);
+  }
+  void start(const Banding& bands) {
+    sum_rows = bands.align();
+    blocks_per_map = (g.H + sum_rows - 1) / sum_rows;
+    partials.resize(g.N * g.G * blocks_per_map);
+  }
 
   struct Writer {
     SampledKernelGrads& sink;
@@ -345,22 +369,46 @@ struct SampledKernelGrads {
     const TransposeTaps<acc_t> transpose;
     std::vector<acc_t> grad_x, grad_y;  // one output row
     std::vector<acc_t> dk;              // one output row's dK, tap-minor
+    int64_t block = -1;                 // the block of `partial`, if any
     PartialSum<acc_t> partial;
 
-    void begin(int64_t, const Band& band) {
+    void begin(int64_t, const Band&) {
       const Geometry& g = sink.g;
-      rows.compute(sink.offsets, band, band.y0 * g.s, band.y1 * g.s);
-      partial.first_row = rows.min_corner_row();
-      partial.rows = rows.max_corner_row() - rows.min_corner_row() + 1;
-      partial.values.assign(partial.rows * g.W * sink.kkp, acc_t(0));
       grad_x.resize(g.OW);
       grad_y.resize(g.OW);
       dk.assign(g.OW * sink.kkp, acc_t(0));
     }
 
+    // Hands the open block's partial sum to the sink.
+    void close(const Band& band) {
+      if (block < 0) return;
+      const int64_t map = band.n * sink.g.G + band.group;
+      sink.partials[map * sink.blocks_per_map + block] = std::move(partial);
+      partial = PartialSum<acc_t>();
+      block = -1;
+    }
+
+    // Starts block b of the band's map: its sampling points and a zero
+    // partial sum over the kernel-space rows they touch.
+    void open(const Band& band, int64_t b) {
+      const Geometry& g = sink.g;
+      const int64_t y0 = b * sink.sum_rows;
+      const int64_t y1 = std::min(g.H, y0 + sink.sum_rows);
+      rows.compute(sink.offsets, band, y0 * g.s, y1 * g.s);
+      partial.first_row = rows.min_corner_row();
+      partial.rows = rows.max_corner_row() - rows.min_corner_row() + 1;
+      partial.values.assign(partial.rows * g.W * sink.kkp, acc_t(0));
+      block = b;
+    }
+
+    // Output row `row` (the band's rows arrive in order): its dK rows.
     void store(const Band& band, int64_t row, const acc_t* const* taps) {
       const Geometry& g = sink.g;
       const int64_t kkp = sink.kkp;
+      if (row / g.s / sink.sum_rows != block) {
+        close(band);
+        open(band, row / g.s / sink.sum_rows);
+      }
       transpose(taps, g.kk, g.OW, kkp, dk.data());
       const SamplePoints<acc_t> p = rows.points(row);
       simd.sampling_grads(
@@ -384,32 +432,29 @@ struct SampledKernelGrads {
       }
     }
 
-    void end(int64_t unit, const Band&) {
-      sink.partials[unit] = std::move(partial);
-      partial = PartialSum<acc_t>();
-    }
+    void end(int64_t, const Band& band) { close(band); }
   };
   Writer writer() {
     return Writer{*this,
                   SamplingRows<scalar_t>(g),
                   simd_kernels<acc_t>(),
                   sampling_kernels<scalar_t>().transpose_taps,
-                  {}, {}, {}, {}};
+                  {}, {}, {}, -1, {}};
   }
 
   // dS[n, g*k*k + t, row] = sum of the partials of (n, g) that cover the
-  // row, in band order.
-  void finish(const Banding& bands) {
+  // row, in block order.
+  void finish(const Banding&) {
     const int64_t H = g.H, W = g.W;
     at::parallel_for(0, g.N * g.G * H, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> sum(W * kkp);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t n = item / (g.G * H), group = (item / H) % g.G;
         const int64_t row = item % H;
-        const int64_t first = bands.first_unit(n, group);
+        const int64_t first = (n * g.G + group) * blocks_per_map;
         std::fill(sum.begin(), sum.end(), acc_t(0));
-        for (int64_t unit = first; unit < first + bands.per_map(); ++unit) {
-          const PartialSum<acc_t>& part = partials[unit];
+        for (int64_t b = first; b < first + blocks_per_map; ++b) {
+          const PartialSum<acc_t>& part = partials[b];
           if (row < part.first_row || row >= part.first_row + part.rows) {
             continue;
           }

@@ -139,15 +139,8 @@ struct Band {
   int64_t n, group, y0, y1;
 };
 
-// Bands sized for `threads` threads; kAnyThreadCount sizes them by the
-// scratch they need alone, for results that may not depend on the banding
-// (DLU's kernel-space gradient sums per band), so that the bands, and with
-// them the results, are the same at any number of threads.
-constexpr int64_t kAnyThreadCount = 0;
-
 // How a pass cuts the rows into bands for a given thread count:
-//   kFixedRows:   bands of one size from the top of each map (the forward;
-//                 and every pass where the thread count may not matter);
+//   kFixedRows:   bands of one size from the top of each map (the forward);
 //   kThreadParts: each map's rows in `threads` near-equal parts, each cut
 //                 into near-equal bands, so that at::parallel_for's even
 //                 split of the units hands every thread the same number of
@@ -203,38 +196,41 @@ inline bool streams_output(int64_t bytes) {
   return bytes > at::get_num_threads() * l2;
 }
 
+// The bands of a pass. `align`: every band but a map's last starts and
+// ends on a multiple of `align` rows (DLU's kernel-space gradient sums its
+// scatter per `align` rows, whatever the bands).
 class Banding {
  public:
   // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
-  // are at most kMaxRows rows, small enough for their scratch to stay in L2
-  // (band_scratch_bytes) and, for fixed rows and a given thread count, for
-  // about kUnitsPerThread units per thread (load balance).
+  // are at most kMaxRows rows (and at least `align`), small enough for
+  // their scratch to stay in L2 (band_scratch_bytes) and, for fixed rows
+  // and a given thread count, for about kUnitsPerThread units per thread.
   Banding(const Geometry& g, int64_t row_bytes, int64_t threads,
-          BandLayout layout = BandLayout::kFixedRows)
-      : g_(g) {
+          BandLayout layout, int64_t align = 1)
+      : g_(g), align_(align) {
     constexpr int64_t kMaxRows = 8;
     constexpr int64_t kUnitsPerThread = 8;
     const int64_t fitting = std::clamp<int64_t>(
         band_scratch_bytes() / std::max<int64_t>(1, row_bytes), 1, kMaxRows);
-    if (layout == BandLayout::kThreadParts && threads > 1 &&
-        threads != kAnyThreadCount) {
-      const int64_t parts = std::min(threads, g.H);
-      const int64_t longest = (g.H + parts - 1) / parts;
-      const int64_t bands = (longest + fitting - 1) / fitting;
-      if (g.H / parts >= bands) {  // else a part would get an empty band
+    // In blocks of `align` rows from here on.
+    const int64_t blocks = (g.H + align - 1) / align;
+    const int64_t cap = std::max<int64_t>(1, fitting / align);
+    if (layout == BandLayout::kThreadParts && threads > 1) {
+      const int64_t parts = std::min(threads, blocks);
+      const int64_t longest = (blocks + parts - 1) / parts;
+      const int64_t bands = (longest + cap - 1) / cap;
+      if (blocks / parts >= bands) {  // else a part would get an empty band
         parts_ = parts;
         per_part_ = bands;
-        rows = (longest + bands - 1) / bands;
+        rows = (longest + bands - 1) / bands * align;
         per_map_ = parts * bands;
         count = g.N * g.G * per_map_;
         return;
       }
     }
     const int64_t balanced =
-        threads == kAnyThreadCount
-            ? kMaxRows
-            : g.N * g.G * g.H / (kUnitsPerThread * threads);
-    rows = std::clamp<int64_t>(balanced, 1, fitting);
+        g.N * g.G * blocks / (kUnitsPerThread * std::max<int64_t>(1, threads));
+    rows = std::clamp<int64_t>(balanced, 1, cap) * align;
     per_map_ = (g.H + rows - 1) / rows;
     per_part_ = per_map_;
     count = g.N * g.G * per_map_;
@@ -248,26 +244,24 @@ class Banding {
       const int64_t y0 = map_unit * rows;
       return {n, group, y0, std::min(g_.H, y0 + rows)};
     }
-    // Part p: rows [p*H/parts, (p+1)*H/parts); band b of it: the same
-    // near-equal split of the part's rows.
+    // Part p: blocks [p*blocks/parts, (p+1)*blocks/parts); band b of it:
+    // the same near-equal split of the part's blocks.
+    const int64_t blocks = (g_.H + align_ - 1) / align_;
     const int64_t part = map_unit / per_part_, b = map_unit % per_part_;
-    const int64_t start = part * g_.H / parts_;
-    const int64_t length = (part + 1) * g_.H / parts_ - start;
-    return {n, group, start + b * length / per_part_,
-            start + (b + 1) * length / per_part_};
+    const int64_t start = part * blocks / parts_;
+    const int64_t length = (part + 1) * blocks / parts_ - start;
+    return {n, group, (start + b * length / per_part_) * align_,
+            std::min(g_.H, (start + (b + 1) * length / per_part_) * align_)};
   }
 
-  // The bands of image n, group `group`: units [first, first + per_map).
-  int64_t first_unit(int64_t n, int64_t group) const {
-    return (n * g_.G + group) * per_map_;
-  }
-  int64_t per_map() const { return per_map_; }
+  int64_t align() const { return align_; }
 
   int64_t rows;   // the most input rows of a band
   int64_t count;  // number of bands
 
  private:
   const Geometry& g_;
+  int64_t align_;
   int64_t parts_ = 1;     // thread parts per map (kThreadParts)
   int64_t per_part_ = 0;  // bands per part
   int64_t per_map_ = 0;
@@ -525,7 +519,7 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
   const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
-                      at::get_num_threads());
+                      at::get_num_threads(), BandLayout::kFixedRows);
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t padded = g.W + 2 * g.r;
@@ -642,7 +636,7 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   }
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
-                      at::get_num_threads());
+                      at::get_num_threads(), BandLayout::kFixedRows);
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t tile = std::min(kForwardChannelTile, g.Cg);
@@ -931,17 +925,20 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
 // Gradient with respect to the reassembly kernels, dK: a sum over the
 // channels of a group, kChannelBlock channels (the terms) per sum_products()
 // call. `sink` makes, once per thread, a writer that is handed the band's
-// dK rows (all k*k taps of one output row at a time; see StoredKernelGrads
-// below and DLU's SampledKernelGrads) and sizes the bands.
+// dK rows (all k*k taps of one output row at a time, in row order; see
+// StoredKernelGrads and DLU's SampledKernelGrads), and tells in blocks of
+// how many rows the bands must be cut (band_alignment).
 
 template <typename scalar_t, typename KernelGradSink>
 void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                          const scalar_t* features, KernelGradSink& sink) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
-  const Banding bands(g, kBackwardScratchRows * g.s * g.kk * g.OW *
-                          static_cast<int64_t>(sizeof(acc_t)),
-                      sink.banding_threads(), BandLayout::kThreadParts);
+  const int64_t row_bytes = kBackwardScratchRows * g.s * g.kk * g.OW *
+                            static_cast<int64_t>(sizeof(acc_t));
+  const Banding bands(g, row_bytes, at::get_num_threads(),
+                      BandLayout::kThreadParts,
+                      sink.band_alignment(row_bytes));
   sink.start(bands);
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band

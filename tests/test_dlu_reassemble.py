@@ -178,8 +178,9 @@ def test_zero_offsets_take_grid_samples_one_sided_derivative(backend_name):
 @pytest.mark.parametrize('backend_name', FUSED)
 @pytest.mark.parametrize('s', [2, 4])
 def test_results_do_not_depend_on_thread_count(backend_name, s):
-    """The kernel space's gradient is a scatter summed per band: the bands,
-    and so every sum, must be the same at 1, 2 and 3 threads."""
+    """The kernel space's gradient is a scatter summed per block of rows,
+    whatever the bands cut for the thread count: every sum must be the
+    same at 1, 2 and 3 threads."""
     inputs = _inputs(2, 12, 29, 19, 5, 2, s, torch.float32, offset_std=4)
     threads = torch.get_num_threads()
     results = []

@@ -25,15 +25,15 @@
  *   dS[t, corner] += weight(corner) * dK[t](i, j)  over all (i, j)
  * dO is per output pixel, written by the band that owns it. dS is a
  * scatter (a pixel may sample anywhere): the output pixels of every block
- * of a few input rows (SampledKernelGrads::kSumRows) add into a partial
- * sum of their own, covering just the kernel-space rows they sample, in
- * row order; then every row of dS is the sum of the partials that cover
- * it, in block order. Both run with the taps innermost (the kernel space
- * and each row's dK transposed to [cell][tap]), so a pixel's four corners
- * are read and its four scatters written as whole vectors. The blocks do
- * not depend on the thread count (the bands, sized and split for it, are
- * made of whole blocks), so neither does the result, and nothing is added
- * atomically.
+ * of a few input rows (SampledKernelGrads::kBandAlignment) add into a
+ * partial sum of their own, covering just the kernel-space rows they
+ * sample, in row order; then every row of dS is the sum of the partials
+ * that cover it, in block order. Both run with the taps innermost (the
+ * kernel space and each row's dK transposed to [cell][tap]), so a pixel's
+ * four corners are read and its four scatters written as whole vectors.
+ * The blocks do not depend on the thread count (the bands, sized and split
+ * for it, are made of whole blocks), so neither does the result, and
+ * nothing is added atomically.
  *
  * The forward pass and the features gradient sample each output row's
  * kernels for all the taps they need at once (SampledKernels::load_row);
@@ -331,15 +331,15 @@ template <typename scalar_t>
 struct SampledKernelGrads {
   using acc_t = at::opmath_type<scalar_t>;
   // Input rows of output pixels per partial sum of the kernel space's
-  // gradient, where a band's scratch holds that many (else fewer): few
-  // enough that bands of whole blocks can share the rows out evenly among
-  // the threads (at H = 120, s=2: 30 blocks, 15 a thread, where 15 bands
-  // of 8 rows, fixed for any thread count, gave one of 2 threads 64 rows
-  // and the other 56; toggled in one process, this pass 4.5% faster at
-  // s=2, the same at s=4), and many enough that the partials' rows are not
-  // much more than the 8-row bands' were (a partial covers its block's
-  // rows plus the offsets' reach).
-  static constexpr int64_t kSumRows = 4;
+  // gradient (Banding's blocks: that many where a band's scratch holds
+  // them, else fewer): few enough that bands of whole blocks can share the
+  // rows out evenly among the threads (at H = 120, s=2: 30 blocks, 15 a
+  // thread, where 15 bands of 8 rows, fixed for any thread count, gave one
+  // of 2 threads 64 rows and the other 56; toggled in one process, this
+  // pass 4.5% faster at s=2, the same at s=4), and many enough that the
+  // partials' rows are not much more than the 8-row bands' were (a partial
+  // covers its block's rows plus the offsets' reach).
+  static constexpr int64_t kBandAlignment = 4;
 
   const Geometry& g;
   const scalar_t* offsets;
@@ -351,15 +351,9 @@ struct SampledKernelGrads {
   int64_t blocks_per_map = 0;  // blocks per (image, group)
   std::vector<PartialSum<acc_t>> partials;  // per (image, group, block)
 
-  // Rows per block for bands whose rows need `row_bytes` of scratch each;
-  // not a function of the thread count.
-  int64_t band_alignment(int64_t row_bytes) const {
-    return std::clamp<int64_t>(band_scratch_bytes() / row_bytes, 1,
-                               kSumRows);
-  }
   void start(const Banding& bands) {
     sum_rows = bands.align();
-    blocks_per_map = (g.H + sum_rows - 1) / sum_rows;
+    blocks_per_map = bands.blocks();
     partials.resize(g.N * g.G * blocks_per_map);
   }
 

@@ -41,7 +41,7 @@ struct StoredKernelGrads {
   const Geometry& g;
   scalar_t* grad_masks;
 
-  int64_t band_alignment(int64_t) const { return 1; }
+  static constexpr int64_t kBandAlignment = 1;
   void start(const Banding&) {}
   void finish(const Banding&) {}
 

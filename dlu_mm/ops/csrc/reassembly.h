@@ -196,43 +196,44 @@ inline bool streams_output(int64_t bytes) {
   return bytes > at::get_num_threads() * l2;
 }
 
-// The bands of a pass. `align`: every band but a map's last starts and
-// ends on a multiple of `align` rows (DLU's kernel-space gradient sums its
-// scatter per `align` rows, whatever the bands).
+// The bands of a pass, cut from blocks of align() rows: every band but a
+// map's last starts and ends on a multiple of align() (DLU's kernel-space
+// gradient sums its scatter per block, whatever the bands).
 class Banding {
  public:
   // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
-  // are at most kMaxRows rows (and at least `align`), small enough for
-  // their scratch to stay in L2 (band_scratch_bytes) and, for fixed rows
-  // and a given thread count, for about kUnitsPerThread units per thread.
+  // are at most kMaxRows rows, small enough for their scratch to stay in L2
+  // (band_scratch_bytes) and, for fixed rows and a given thread count, for
+  // about kUnitsPerThread units per thread. The blocks are `align` rows
+  // where that much scratch fits, else as many as fit (at least 1).
   Banding(const Geometry& g, int64_t row_bytes, int64_t threads,
           BandLayout layout, int64_t align = 1)
-      : g_(g), align_(align) {
+      : g_(g) {
     constexpr int64_t kMaxRows = 8;
     constexpr int64_t kUnitsPerThread = 8;
     const int64_t fitting = std::clamp<int64_t>(
         band_scratch_bytes() / std::max<int64_t>(1, row_bytes), 1, kMaxRows);
-    // In blocks of `align` rows from here on.
-    const int64_t blocks = (g.H + align - 1) / align;
-    const int64_t cap = std::max<int64_t>(1, fitting / align);
+    align_ = std::clamp<int64_t>(align, 1, fitting);
+    blocks_ = (g.H + align_ - 1) / align_;
+    const int64_t cap = fitting / align_;  // blocks a band may hold
     if (layout == BandLayout::kThreadParts && threads > 1) {
-      const int64_t parts = std::min(threads, blocks);
-      const int64_t longest = (blocks + parts - 1) / parts;
+      const int64_t parts = std::min(threads, blocks_);
+      const int64_t longest = (blocks_ + parts - 1) / parts;
       const int64_t bands = (longest + cap - 1) / cap;
-      if (blocks / parts >= bands) {  // else a part would get an empty band
+      if (blocks_ / parts >= bands) {  // else a part would get an empty band
         parts_ = parts;
         per_part_ = bands;
-        rows = (longest + bands - 1) / bands * align;
+        rows = (longest + bands - 1) / bands * align_;
         per_map_ = parts * bands;
         count = g.N * g.G * per_map_;
         return;
       }
     }
     const int64_t balanced =
-        g.N * g.G * blocks / (kUnitsPerThread * std::max<int64_t>(1, threads));
-    rows = std::clamp<int64_t>(balanced, 1, cap) * align;
+        g.N * g.G * blocks_ /
+        (kUnitsPerThread * std::max<int64_t>(1, threads));
+    rows = std::clamp<int64_t>(balanced, 1, cap) * align_;
     per_map_ = (g.H + rows - 1) / rows;
-    per_part_ = per_map_;
     count = g.N * g.G * per_map_;
   }
 
@@ -246,22 +247,23 @@ class Banding {
     }
     // Part p: blocks [p*blocks/parts, (p+1)*blocks/parts); band b of it:
     // the same near-equal split of the part's blocks.
-    const int64_t blocks = (g_.H + align_ - 1) / align_;
     const int64_t part = map_unit / per_part_, b = map_unit % per_part_;
-    const int64_t start = part * blocks / parts_;
-    const int64_t length = (part + 1) * blocks / parts_ - start;
+    const int64_t start = part * blocks_ / parts_;
+    const int64_t length = (part + 1) * blocks_ / parts_ - start;
     return {n, group, (start + b * length / per_part_) * align_,
             std::min(g_.H, (start + (b + 1) * length / per_part_) * align_)};
   }
 
-  int64_t align() const { return align_; }
+  int64_t align() const { return align_; }    // rows per block
+  int64_t blocks() const { return blocks_; }  // blocks per map
 
   int64_t rows;   // the most input rows of a band
   int64_t count;  // number of bands
 
  private:
   const Geometry& g_;
-  int64_t align_;
+  int64_t align_;         // rows per block
+  int64_t blocks_;        // blocks per map
   int64_t parts_ = 1;     // thread parts per map (kThreadParts)
   int64_t per_part_ = 0;  // bands per part
   int64_t per_map_ = 0;
@@ -926,19 +928,18 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
 // channels of a group, kChannelBlock channels (the terms) per sum_products()
 // call. `sink` makes, once per thread, a writer that is handed the band's
 // dK rows (all k*k taps of one output row at a time, in row order; see
-// StoredKernelGrads and DLU's SampledKernelGrads), and tells in blocks of
-// how many rows the bands must be cut (band_alignment).
+// StoredKernelGrads and DLU's SampledKernelGrads), and asks for bands cut
+// from blocks of kBandAlignment rows (Banding's `align`).
 
 template <typename scalar_t, typename KernelGradSink>
 void kernels_grad_kernel(const Geometry& g, const scalar_t* grad_output,
                          const scalar_t* features, KernelGradSink& sink) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
-  const int64_t row_bytes = kBackwardScratchRows * g.s * g.kk * g.OW *
-                            static_cast<int64_t>(sizeof(acc_t));
-  const Banding bands(g, row_bytes, at::get_num_threads(),
-                      BandLayout::kThreadParts,
-                      sink.band_alignment(row_bytes));
+  const Banding bands(g, kBackwardScratchRows * g.s * g.kk * g.OW *
+                          static_cast<int64_t>(sizeof(acc_t)),
+                      at::get_num_threads(), BandLayout::kThreadParts,
+                      KernelGradSink::kBandAlignment);
   sink.start(bands);
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band

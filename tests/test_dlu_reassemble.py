@@ -121,6 +121,29 @@ def test_float32_rows_of_whole_vectors_and_a_tail(backend_name, k, s):
                                            1, 6, 5, 21, k, 2, s)
 
 
+@pytest.mark.parametrize('w', [104, 101], ids=['rows-on-lines',
+                                               'rows-off-lines'])
+def test_streamed_outputs(w):
+    """Forward outputs larger than the threads' L2 caches (17 MiB here) are
+    written with non-temporal stores: straight into rows that start on
+    cache lines (W = 104: rows of 208 floats), through an aligned scratch
+    row (copy_row) where they do not (W = 101). Both native ops in float32
+    against the float64 plain-PyTorch paths on the same inputs."""
+    if 'native' not in FUSED:
+        pytest.skip('the native kernels are not built')
+    k, g, s = 5, 1, 2
+    features, space, offsets, _ = _inputs(1, 64, 160, w, k, g, s,
+                                          torch.float32)
+    masks = sample_kernel_space(space, offsets, s)
+    wide = [t.double() for t in (features, space, offsets, masks)]
+    assert_close(dlu_reassemble(features, space, offsets, k, g, s,
+                                backend='native'),
+                 _composition(*wide[:3], k, g, s), torch.float32)
+    assert_close(reassemble(features, masks, k, g, s, backend='native'),
+                 reassemble(wide[0], wide[3], k, g, s, backend='torch'),
+                 torch.float32)
+
+
 @pytest.mark.parametrize('n,c,h,w,k,g,s', [(1, 4, 3, 4, 3, 2, 2),
                                            (2, 3, 4, 3, 3, 1, 3),
                                            (1, 5, 3, 2, 3, 2, 2),

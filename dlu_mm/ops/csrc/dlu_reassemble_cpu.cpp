@@ -200,11 +200,11 @@ class SamplingRows {
   // position within a row and its source column as a float.
   LocateRow<acc_t> locate_;
   std::vector<int32_t> source_;
-  std::vector<acc_t> column_;
+  ScratchVector<acc_t> column_;
   int64_t first_row_ = 0;
   int64_t min_corner_row_ = 0, max_corner_row_ = -1;
   std::vector<int32_t> index_;
-  std::vector<acc_t> values_;
+  ScratchVector<acc_t> values_;
 };
 
 // Kernel rows sampled from the kernel space at the offset points.
@@ -265,11 +265,11 @@ int64_t padded_taps(int64_t kk) {
 // cell, padding included, into memory left uninitialised (zeroing it all
 // first was a third of this transposition's time).
 template <typename scalar_t>
-std::unique_ptr<at::opmath_type<scalar_t>[]> taps_innermost(
+ScratchArray<at::opmath_type<scalar_t>> taps_innermost(
     const Geometry& g, const scalar_t* space, int64_t kkp) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t hw = g.H * g.W;
-  std::unique_ptr<acc_t[]> out(new acc_t[g.N * g.G * hw * kkp]);
+  ScratchArray<acc_t> out = uninitialised_scratch<acc_t>(g.N * g.G * hw * kkp);
   // In blocks of cells whose kkp-wide rows stay in L1 while every tap is
   // written into them (one tap at a time over all cells would stream the
   // whole tap-minor array through the caches k*k times).
@@ -303,7 +303,7 @@ struct SpaceTapMinor {
   using acc_t = at::opmath_type<scalar_t>;
   const bool sampling = sampling_kernels<scalar_t>().sample_taps != nullptr;
   int64_t kkp;
-  std::unique_ptr<acc_t[]> values;
+  ScratchArray<acc_t> values;
 
   SpaceTapMinor(const Geometry& g, const at::Tensor& space, bool always)
       : kkp(padded_taps<acc_t>(g.kk)) {
@@ -321,7 +321,7 @@ struct SpaceTapMinor {
 template <typename acc_t>
 struct PartialSum {
   int64_t first_row = 0, rows = 0;
-  std::vector<acc_t> values;
+  ScratchVector<acc_t> values;
 };
 
 // From dK: the offsets' gradient (per output pixel) and the kernel space's
@@ -362,8 +362,8 @@ struct SampledKernelGrads {
     SamplingRows<scalar_t> rows;
     const SimdKernels<acc_t>& simd;
     const TransposeTaps<acc_t> transpose;
-    std::vector<acc_t> grad_x, grad_y;  // one output row
-    std::vector<acc_t> dk;              // one output row's dK, tap-minor
+    ScratchVector<acc_t> grad_x, grad_y;  // one output row
+    ScratchVector<acc_t> dk;              // one output row's dK, tap-minor
     int64_t block = -1;                 // the block of `partial`, if any
     PartialSum<acc_t> partial;
 
@@ -442,7 +442,7 @@ struct SampledKernelGrads {
   void finish(const Banding&) {
     const int64_t H = g.H, W = g.W;
     at::parallel_for(0, g.N * g.G * H, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sum(W * kkp);
+      ScratchVector<acc_t> sum(W * kkp);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t n = item / (g.G * H), group = (item / H) % g.G;
         const int64_t row = item % H;

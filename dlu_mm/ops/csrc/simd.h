@@ -255,14 +255,12 @@ inline __attribute__((always_inline)) void store_sum(
   __builtin_memcpy(dst, &sum, kBytes);
 }
 
-// Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers.
-template <typename acc_t, int kBytes, int P, int Q, int V, bool Split,
-          int S = 1>
-inline __attribute__((always_inline)) void products_chunk(
-    const RowProducts<acc_t>& rp, int64_t j0) {
-  using vec = typename Vec<acc_t, kBytes>::type;
-  constexpr int lanes = kBytes / sizeof(acc_t);
-  vec acc[P][Q][V] = {};
+// The sums of columns [j0, j0 + V * lanes) of a P x Q block, every row's
+// terms in order (a split block's halves over their own term ranges).
+template <typename acc_t, int kBytes, int P, int Q, int V, bool Split>
+inline __attribute__((always_inline)) void chunk_sums(
+    const RowProducts<acc_t>& rp, int64_t j0,
+    typename Vec<acc_t, kBytes>::type (&acc)[P][Q][V]) {
   if constexpr (Split) {
     constexpr int half = P / 2;
     chunk_terms<acc_t, kBytes, P, Q, V, 0, half>(rp, j0, 0, rp.shared_begin,
@@ -274,6 +272,17 @@ inline __attribute__((always_inline)) void products_chunk(
   } else {
     chunk_terms<acc_t, kBytes, P, Q, V, 0, P>(rp, j0, 0, rp.terms, acc);
   }
+}
+
+// Columns [j0, j0 + V * lanes) of a P x Q block, summed in registers.
+template <typename acc_t, int kBytes, int P, int Q, int V, bool Split,
+          int S = 1>
+inline __attribute__((always_inline)) void products_chunk(
+    const RowProducts<acc_t>& rp, int64_t j0) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  vec acc[P][Q][V] = {};
+  chunk_sums<acc_t, kBytes, P, Q, V, Split>(rp, j0, acc);
   if constexpr (S == 4) {  // phases b to the columns j*4 + b
     static_assert(P == 4, "interleaved blocks hold the 4 phases of a row");
     #pragma GCC unroll 8
@@ -343,6 +352,36 @@ inline __attribute__((always_inline)) void products_column(
   }
 }
 
+// The columns [j0, n) of an accumulating P x Q block (n - lanes < j0 <
+// n): the sums of the last full vector [n - lanes, n), of the same terms
+// in the same order as products_column(), added to out only in the lanes
+// from j0 on.
+template <typename acc_t, int kBytes, int P, int Q, bool Split>
+inline __attribute__((always_inline)) void products_tail(
+    const RowProducts<acc_t>& rp, int64_t j0) {
+  using vec = typename Vec<acc_t, kBytes>::type;
+  using index_t = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  typedef index_t lane_t __attribute__((vector_size(kBytes)));
+  constexpr int lanes = kBytes / sizeof(acc_t);
+  const int64_t start = rp.n - lanes;
+  vec acc[P][Q][1] = {};
+  chunk_sums<acc_t, kBytes, P, Q, 1, Split>(rp, start, acc);
+  lane_t lane;
+  for (int i = 0; i < lanes; ++i) lane[i] = i;
+  const lane_t fresh = lane >= static_cast<index_t>(j0 - start);
+  #pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    #pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      acc_t* dst = rp.out[p * Q + q] + start;
+      vec old;
+      __builtin_memcpy(&old, dst, kBytes);
+      const vec sum = fresh ? old + acc[p][q][0] : old;
+      __builtin_memcpy(dst, &sum, kBytes);
+    }
+  }
+}
+
 template <typename acc_t, int kBytes, int P, int Q, bool Split = false,
           int S = 1>
 inline __attribute__((always_inline)) void products_block(
@@ -369,6 +408,14 @@ inline __attribute__((always_inline)) void products_block(
     // values from the same operations, so this is exact.
     products_chunk<acc_t, kBytes, P, Q, 1, Split, S>(rp, rp.n - lanes);
     return;
+  }
+  if constexpr (S == 1) {
+    if (j0 < rp.n && rp.n >= lanes) {
+      // Accumulating: the last full vector's sums, added only to the
+      // columns from j0 on (the ones before hold this call's sums already).
+      products_tail<acc_t, kBytes, P, Q, Split>(rp, j0);
+      return;
+    }
   }
   for (; j0 < rp.n; ++j0) products_column<acc_t, P, Q, Split, S>(rp, j0);
 }
@@ -445,6 +492,35 @@ inline __attribute__((always_inline)) void upsample_row_impl(
     }
   }
   std::fill(dst + s * W, dst + s * W + border, acc_t(0));
+}
+
+// dst[j] = src[j], j < n; with `stream` (AVX-512 builds), the part of dst
+// from its first 64-byte boundary to its last is written with
+// non-temporal stores (the forward's output rows that do not start on a
+// cache line, copied from an aligned scratch row; see forward_kernel).
+template <typename acc_t, int kBytes>
+inline __attribute__((always_inline)) void copy_row_impl(
+    const acc_t* __restrict src, int64_t n, acc_t* __restrict dst,
+    bool stream) {
+  int64_t j = 0;
+  if constexpr (kBytes == 64) {
+    if (stream) {
+      using vec = typename Vec<acc_t, kBytes>::type;
+      constexpr int lanes = kBytes / sizeof(acc_t);
+      const uintptr_t misaligned = reinterpret_cast<uintptr_t>(dst) & 63;
+      if (misaligned % sizeof(acc_t) == 0) {
+        const int64_t head = std::min<int64_t>(
+            n, misaligned ? (64 - misaligned) / sizeof(acc_t) : 0);
+        for (; j < head; ++j) dst[j] = src[j];
+        for (; j + lanes <= n; j += lanes) {
+          vec v;
+          __builtin_memcpy(&v, src + j, kBytes);
+          stream_store(dst + j, v);
+        }
+      }
+    }
+  }
+  for (; j < n; ++j) dst[j] = src[j];
 }
 
 // The phases of a row: dst[b*stride + x] = src[x*s + b] for b < s, x < W
@@ -636,6 +712,7 @@ struct SimdKernels {
   void (*shifted_sum)(const acc_t* rows, int64_t count, int64_t stride,
                       int64_t n, int64_t shift0, int64_t step, acc_t* dst);
   void (*sampling_grads)(const SamplingGradRow<acc_t>&);
+  void (*copy_row)(const acc_t* src, int64_t n, acc_t* dst, bool stream);
   // The most lhs rows (P) per sum_products() call whose sums, with
   // kMaxRhsRows rhs rows, stay in this instruction set's registers.
   int64_t max_lhs_rows;
@@ -675,11 +752,17 @@ struct SimdKernels {
     sampling_grads_impl<acc_t, bytes>(r);                                   \
   }                                                                         \
   template <typename acc_t>                                                 \
+  attributes void name##_copy_row(const acc_t* src, int64_t n, acc_t* dst,  \
+                                  bool stream) {                            \
+    copy_row_impl<acc_t, bytes>(src, n, dst, stream);                       \
+  }                                                                         \
+  template <typename acc_t>                                                 \
   constexpr SimdKernels<acc_t> name##_kernels() {                           \
     return {&name##_sum_products<acc_t>, &name##_upsample_row<acc_t>,       \
             &name##_downsample_row<acc_t>, &name##_deinterleave_row<acc_t>, \
             &name##_shifted_sum<acc_t>,                                     \
             &name##_sampling_grads<acc_t>,                                  \
+            &name##_copy_row<acc_t>,                                        \
             lhs_rows};                                                      \
   }
 

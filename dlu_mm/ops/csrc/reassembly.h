@@ -219,16 +219,19 @@ class Banding {
  public:
   // `row_bytes`: the scratch each band row needs (its kernel rows). Bands
   // are at most kMaxRows rows, small enough for their scratch to stay in L2
-  // (band_scratch_bytes) and, for fixed rows and a given thread count, for
-  // about kUnitsPerThread units per thread. The blocks are `align` rows
-  // where that much scratch fits, else as many as fit (at least 1).
+  // (band_scratch_bytes) but at least `min_rows` (min_band_rows) and, for
+  // fixed rows and a given thread count, for about kUnitsPerThread units
+  // per thread. The blocks are `align` rows where that much scratch fits,
+  // else as many as fit (at least 1).
   Banding(const Geometry& g, int64_t row_bytes, int64_t threads,
-          BandLayout layout, int64_t align = 1)
+          BandLayout layout, int64_t align = 1, int64_t min_rows = 1)
       : g_(g) {
     constexpr int64_t kMaxRows = 8;
     constexpr int64_t kUnitsPerThread = 8;
     const int64_t fitting = std::clamp<int64_t>(
-        band_scratch_bytes() / std::max<int64_t>(1, row_bytes), 1, kMaxRows);
+        std::max(band_scratch_bytes() / std::max<int64_t>(1, row_bytes),
+                 min_rows),
+        1, kMaxRows);
     align_ = std::clamp<int64_t>(align, 1, fitting);
     blocks_ = (g.H + align_ - 1) / align_;
     const int64_t cap = fitting / align_;  // blocks a band may hold
@@ -447,6 +450,18 @@ void for_each_dx_tile(int64_t k, F&& f) {
 // 1x256x120x120, 2 threads.
 constexpr int64_t kBackwardScratchRows = 2;
 
+// The fewest input rows of a forward or features-gradient band, whatever
+// band_scratch_bytes() allows: k - 1, so that a band reads its B + k - 1
+// input rows (forward) or output-gradient row blocks (dX) at most twice
+// over. With a 1 MiB L2 (AMD EPYC, 2026-12-02) the budget allowed dX 1-row
+// bands at s=4, which read every output-gradient row 5 times: 4-row bands
+// took the features gradient from 66-110 to 50-60 ms (stored kernels
+// 53-95 to 48-56; old and new builds alternated, 1x256x120x120, 2
+// threads). There, 8-row bands were 10% faster again (48 vs 54 ms), but on
+// the 2 MiB-L2 Xeon of the day before 4-row bands had beaten 7-8-row ones
+// (37 vs 44 ms, before later changes), so the floor stays k - 1.
+inline int64_t min_band_rows(const Geometry& g) { return g.k - 1; }
+
 // Channels per sum_products() call in the forward pass (its rhs rows, Q:
 // five, the most, since the lhs rows are prefetched; four was 4-8% slower
 // then, direct and interleaved calls, s = 2 and 4) and in dX (its lhs
@@ -537,7 +552,8 @@ void forward_phases_kernel(const Geometry& g, const scalar_t* features,
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const SimdKernels<acc_t>& simd = simd_kernels<acc_t>();
   const Banding bands(g, g.s * g.kk * g.OW * sizeof(acc_t),
-                      at::get_num_threads(), BandLayout::kFixedRows);
+                      at::get_num_threads(), BandLayout::kFixedRows,
+                      1, min_band_rows(g));
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t padded = g.W + 2 * g.r;
@@ -654,7 +670,8 @@ void forward_kernel(const Geometry& g, const scalar_t* features,
   }
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const Banding bands(g, g.s * g.kk * g.ow_stride * sizeof(acc_t),
-                      at::get_num_threads(), BandLayout::kFixedRows);
+                      at::get_num_threads(), BandLayout::kFixedRows,
+                      1, min_band_rows(g));
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // input rows read by a band
   const int64_t tile = std::min(kForwardChannelTile, g.Cg);
@@ -825,7 +842,8 @@ void features_grad_kernel(const Geometry& g, const scalar_t* grad_output,
   constexpr bool widened = !std::is_same_v<scalar_t, acc_t>;
   const Banding bands(g, kBackwardScratchRows * g.s * g.kk * g.ow_stride *
                           static_cast<int64_t>(sizeof(acc_t)),
-                      at::get_num_threads(), BandLayout::kThreadParts);
+                      at::get_num_threads(), BandLayout::kThreadParts, 1,
+                      min_band_rows(g));
   const int64_t B = bands.rows;
   const int64_t window = B + g.k - 1;  // output row blocks read by a band
   const int64_t row_terms = g.k * g.s;  // (dy, a) of an input row

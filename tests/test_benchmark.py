@@ -11,7 +11,7 @@ import torch
 
 from dlu_mm.benchmarking import mmcv_carafe
 from dlu_mm.benchmarking.cases import Case, default_cases
-from dlu_mm.benchmarking.roofline import (MachinePeaks, OpCost,
+from dlu_mm.benchmarking.roofline import (MachinePeaks, OpCost, PeakSteps,
                                           dlu_reassemble_cost,
                                           reassemble_cost)
 from dlu_mm.benchmarking.targets import evaluate, targets_for
@@ -27,6 +27,24 @@ def bench():
     return load_tool_module('tools/analysis/benchmark.py')
 
 
+def test_peaks_from_the_median_times():
+    """Bandwidth = 2 x the copied bytes (read + written) / the median copy
+    time, FMA rate = n^3 / the median matmul time; unequal or empty time
+    lists are refused."""
+    steps = PeakSteps(torch.device('cpu'), torch.float32,
+                      copy_bytes=1 << 20, matmul_size=64)
+    assert 0 < steps.copy() and 0 < steps.matmul()
+    peaks = steps.peaks([0.004, 0.001, 0.002], [0.5, 0.25, 0.125])
+    assert peaks.bandwidth_bytes_per_s == pytest.approx(2 * (1 << 20) / 0.002)
+    assert peaks.macs_per_s == pytest.approx(64**3 / 0.25)
+    assert (peaks.copy_bytes, peaks.matmul_size, peaks.dtype,
+            peaks.samples) == (1 << 20, 64, 'float32', 3)
+    with pytest.raises(ValueError, match='copy_s and matmul_s'):
+        steps.peaks([0.001], [0.5, 0.25])
+    with pytest.raises(ValueError, match='copy_s and matmul_s'):
+        steps.peaks([], [])
+
+
 def test_cases_json_roofline_and_targets(bench, tmp_path, capsys):
     path = tmp_path / 'bench.json'
     bench.main(TINY + ['--no-memory', '--json', str(path)])
@@ -38,6 +56,9 @@ def test_cases_json_roofline_and_targets(bench, tmp_path, capsys):
     assert set(data['results']) == expected
     bil = data['results']['bilinear']
     peaks = MachinePeaks(**data['peaks'])
+    # timed in the cases' rounds: one copy and one matmul per round, over
+    # the fwd and the fwd+bwd rounds (2 timed rounds each)
+    assert peaks.samples == 4
     assert peaks.bandwidth_bytes_per_s > 0 and peaks.macs_per_s > 0
     for name, entry in data['results'].items():
         for d in ('fwd', 'fwd_bwd'):
@@ -136,7 +157,7 @@ def test_costs_count_every_tensor_once():
     assert dlu['fwd'].macs == out.numel() * k * k + 4 * masks.numel()
     assert dlu['fwd_bwd'].macs == 3 * out.numel() * k * k + \
         20 * masks.numel()
-    peaks = MachinePeaks(1e9, 1e9, 0, 0, 'float32')
+    peaks = MachinePeaks(1e9, 1e9, 0, 0, 'float32', 1)
     assert OpCost(3e9, 1e9).bound_s(peaks) == (3.0, 'memory')
     assert OpCost(1e9, 5e9).bound_s(peaks) == (5.0, 'compute')
 

@@ -5,8 +5,8 @@ write at the machine's memory bandwidth, nor than the time to do its
 multiply-accumulates at the machine's FMA rate; its bound is the larger of
 the two, and the fraction of the bound it reaches is bound / measured time.
 Both peaks are measured in the same run as the ops (a large copy, a large
-matmul), on the same device, dtype and thread count, so the fractions are
-comparable across machines.
+matmul, timed round-robin with them: PeakSteps), on the same device, dtype
+and thread count, so the fractions are comparable across machines.
 
 Bytes count every tensor an op must touch once (inputs read, outputs
 written); MACs count the reassembly, k^2 per output value, and for DLU the
@@ -18,7 +18,7 @@ the kernel space's scatter (4) per kernel value.
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,12 +28,14 @@ DIRECTIONS = ('fwd', 'fwd_bwd')
 @dataclass
 class MachinePeaks:
     """Measured: bytes moved per second by a large copy (read + written),
-    and multiply-accumulates per second by a large matmul."""
+    and multiply-accumulates per second by a large matmul, from the median
+    of ``samples`` calls of each."""
     bandwidth_bytes_per_s: float
     macs_per_s: float
     copy_bytes: int
     matmul_size: int
     dtype: str
+    samples: int
 
     def as_dict(self) -> Dict:
         return asdict(self)
@@ -59,41 +61,58 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn, device, repeats: int) -> float:
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
+class PeakSteps:
+    """The two measurements behind :class:`MachinePeaks` as timed steps, for
+    the benchmark to run round-robin with its cases (so that the peaks are
+    medians over the same span of time as the ops they bound, on a host
+    whose load drifts): copying a buffer much larger than the caches (256
+    MiB on CPU, 2 GiB on CUDA) and an n x n x n matmul (n = 2048 on CPU,
+    8192 on CUDA), both in ``dtype`` on ``device``."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype,
+                 copy_bytes: Optional[int] = None,
+                 matmul_size: Optional[int] = None):
+        cuda = device.type == 'cuda'
+        self.device, self.dtype = device, dtype
+        self.copy_bytes = copy_bytes or (2 << 30 if cuda else 256 << 20)
+        self.n = matmul_size or (8192 if cuda else 2048)
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        self._src = torch.ones(self.copy_bytes // itemsize, dtype=dtype,
+                               device=device)
+        self._dst = torch.empty_like(self._src)
+        self._dst.copy_(self._src)  # first touch outside the timing
+        self._a = torch.randn(self.n, self.n, dtype=dtype, device=device)
+        self._b = torch.randn(self.n, self.n, dtype=dtype, device=device)
+        self._out = torch.empty(self.n, self.n, dtype=dtype, device=device)
+
+    def _timed(self, fn) -> float:
+        _sync(self.device)
         start = time.perf_counter()
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        _sync(self.device)
+        return time.perf_counter() - start
 
+    def copy(self) -> float:
+        """Seconds for one copy of the buffer."""
+        return self._timed(lambda: self._dst.copy_(self._src))
 
-def measure_peaks(device: torch.device, dtype: torch.dtype,
-                  copy_bytes: Optional[int] = None,
-                  matmul_size: Optional[int] = None,
-                  repeats: int = 5) -> MachinePeaks:
-    """Memory bandwidth from copying a buffer much larger than the caches
-    (256 MiB on CPU, 2 GiB on CUDA), FMA rate from an n x n x n matmul
-    (n = 2048 on CPU, 8192 on CUDA), both in ``dtype`` on ``device``."""
-    cuda = device.type == 'cuda'
-    copy_bytes = copy_bytes or (2 << 30 if cuda else 256 << 20)
-    n = matmul_size or (8192 if cuda else 2048)
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    src = torch.ones(copy_bytes // itemsize, dtype=dtype, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # first touch outside the timing
-    copy_s = _median_seconds(lambda: dst.copy_(src), device, repeats)
-    del src, dst
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    out = torch.empty(n, n, dtype=dtype, device=device)
-    matmul_s = _median_seconds(lambda: torch.mm(a, b, out=out), device,
-                               repeats)
-    return MachinePeaks(2 * copy_bytes / copy_s, n**3 / matmul_s,
-                        copy_bytes, n, str(dtype).replace('torch.', ''))
+    def matmul(self) -> float:
+        """Seconds for one matmul."""
+        return self._timed(lambda: torch.mm(self._a, self._b, out=self._out))
+
+    def peaks(self, copy_s: Sequence[float],
+              matmul_s: Sequence[float]) -> MachinePeaks:
+        """The peaks from the medians of the copies' and the matmuls'
+        times in seconds (as many of each)."""
+        if len(copy_s) != len(matmul_s) or not copy_s:
+            raise ValueError(
+                f'peaks: copy_s and matmul_s need the same number (> 0) of '
+                f'times, got {len(copy_s)} and {len(matmul_s)}')
+        return MachinePeaks(2 * self.copy_bytes / statistics.median(copy_s),
+                            self.n**3 / statistics.median(matmul_s),
+                            self.copy_bytes, self.n,
+                            str(self.dtype).replace('torch.', ''),
+                            len(copy_s))
 
 
 def reassemble_cost(shape, kernel_size: int, groups: int, scale: int,

@@ -43,8 +43,8 @@ import torch
 from dlu_mm.benchmarking import mmcv_carafe
 from dlu_mm.benchmarking.cases import (CASES, UP_KERNEL, Case,
                                        default_cases, unavailable)
-from dlu_mm.benchmarking.roofline import (dlu_reassemble_cost,
-                                          measure_peaks, reassemble_cost)
+from dlu_mm.benchmarking.roofline import (PeakSteps, dlu_reassemble_cost,
+                                          reassemble_cost)
 from dlu_mm.benchmarking.targets import evaluate, targets_for
 from dlu_mm.benchmarking.timing import (make_step, measure_peak_mib,
                                         summarise, sync, time_interleaved)
@@ -144,19 +144,31 @@ def run_cases(args) -> Dict:
         torch.manual_seed(0)
         cases[name] = Case(name, tuple(args.shape), args.scale, device, dtype)
     results = {name: {} for name in cases}
+    # The roofline's copy and matmul run in the same rounds as the cases, so
+    # that a host whose speed drifts over the run bounds the ops with the
+    # peaks of the same minutes.
+    peak_steps = PeakSteps(device, dtype if dtype != torch.float16 or
+                           device.type == 'cuda' else torch.float32) \
+        if args.roofline else None
+    peak_times = {'copy': [], 'matmul': []}
     for direction, backward in (('fwd', False), ('fwd_bwd', True)):
-        times = time_interleaved(
-            {name: make_step(case, backward) for name, case in cases.items()},
-            args.warmup, args.repeats)
+        steps = {name: make_step(case, backward)
+                 for name, case in cases.items()}
+        if peak_steps is not None:
+            steps.update({f'roofline {k}': getattr(peak_steps, k)
+                          for k in peak_times})
+        times = time_interleaved(steps, args.warmup, args.repeats)
         for name in cases:
             results[name][direction] = summarise(times[name])
+        for k in peak_times:
+            peak_times[k] += times.get(f'roofline {k}', [])
     if args.memory:
         for name, case in cases.items():
             results[name]['peak_mib'] = peak_memory(name, case, args)
     peaks = None
-    if args.roofline:
-        peaks = measure_peaks(device, dtype if dtype != torch.float16 or
-                              device.type == 'cuda' else torch.float32)
+    if peak_steps is not None:
+        peaks = peak_steps.peaks(peak_times['copy'], peak_times['matmul'])
+        del peak_steps
         add_roofline(results, peaks, args)
     add_ratios(results)
     targets = targets_for(device.type, args.scale)
@@ -259,7 +271,8 @@ def format_report(args, report: Dict) -> str:
             f'Roofline: this machine moves {peaks["bandwidth_bytes_per_s"] / 1e9:.1f}'
             f' GB/s (a {peaks["copy_bytes"] >> 20} MiB copy, read + write) and '
             f'does {peaks["macs_per_s"] / 1e9:.1f} GMAC/s (a {peaks["matmul_size"]}'
-            f'^3 {peaks["dtype"]} matmul), measured in this run. An op can go '
+            f'^3 {peaks["dtype"]} matmul), medians of calls timed round-robin '
+            'with the cases in this run. An op can go '
             'no faster than its bytes at that bandwidth or its MACs at that '
             'rate (bound = the larger); "of bound" = bound / median.',
             f'{"op":<26}{"dir":>8}{"MiB moved":>11}{"GMACs":>8}{"bound ms":>10}'

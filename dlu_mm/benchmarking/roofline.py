@@ -22,6 +22,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .timing import sync
+
 DIRECTIONS = ('fwd', 'fwd_bwd')
 
 
@@ -56,11 +58,6 @@ class OpCost:
                                                              'compute')
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 class PeakSteps:
     """The two measurements behind :class:`MachinePeaks` as timed steps, for
     the benchmark to run round-robin with its cases (so that the peaks are
@@ -86,10 +83,10 @@ class PeakSteps:
         self._out = torch.empty(self.n, self.n, dtype=dtype, device=device)
 
     def _timed(self, fn) -> float:
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         fn()
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - start
 
     def copy(self) -> float:

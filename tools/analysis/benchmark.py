@@ -162,14 +162,14 @@ def run_cases(args) -> Dict:
             results[name][direction] = summarise(times[name])
         for k in peak_times:
             peak_times[k] += times.get(f'roofline {k}', [])
-    if args.memory:
-        for name, case in cases.items():
-            results[name]['peak_mib'] = peak_memory(name, case, args)
     peaks = None
     if peak_steps is not None:
         peaks = peak_steps.peaks(peak_times['copy'], peak_times['matmul'])
-        del peak_steps
+        del peak_steps  # its buffers, before the memory subprocesses run
         add_roofline(results, peaks, args)
+    if args.memory:
+        for name, case in cases.items():
+            results[name]['peak_mib'] = peak_memory(name, case, args)
     add_ratios(results)
     targets = targets_for(device.type, args.scale)
     return dict(results=results, skipped=skipped,
